@@ -1,0 +1,62 @@
+# entrascim.cloudflare: the two commands a user needs are `make demo` and `make test`.
+# Every gate of `make test` is a stage below; scripts/run-stage prints which stage failed.
+
+SHELL := /bin/bash
+PYENV_PY := $(shell pyenv root 2>/dev/null)/versions/3.12.1/bin/python3.12
+PY312 ?= $(if $(wildcard $(PYENV_PY)),$(PYENV_PY),python3.12)
+VENV ?= $(CURDIR)/.venv
+BUILD := $(CURDIR)/build
+COLL := $(BUILD)/ansible_collections/entrascim/cloudflare
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(BUILD)
+export PYTHONPATH := $(BUILD)
+export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
+STAGE := bash scripts/run-stage
+
+.PHONY: test venv stage units emulator-tests integration sanity lint changelog galaxy demo clean
+
+test: venv stage
+	@$(STAGE) units          $(MAKE) --no-print-directory units
+	@$(STAGE) emulator-tests $(MAKE) --no-print-directory emulator-tests
+	@$(STAGE) integration    $(MAKE) --no-print-directory integration
+	@$(STAGE) sanity         $(MAKE) --no-print-directory sanity
+	@$(STAGE) ansible-lint   $(MAKE) --no-print-directory lint
+	@$(STAGE) changelog      $(MAKE) --no-print-directory changelog
+	@$(STAGE) galaxy         $(MAKE) --no-print-directory galaxy
+	@echo "make test: all stages passed"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt requirements.txt
+	test -x $(VENV)/bin/python || $(PY312) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt -r requirements.txt
+	touch $@
+
+# Copy the repository into a real ansible_collections/<ns>/<name> tree (ansible-test refuses symlinks).
+stage: venv
+	bash scripts/stage-collection "$(COLL)"
+	bash scripts/install-get-pip-shim
+
+units: stage
+	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/unit
+
+emulator-tests: venv
+	python -m pytest -q -p no:cacheprovider tests/emulator/tests
+
+integration: stage
+	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration
+
+sanity: stage
+	cd $(COLL) && ansible-test sanity --local --python 3.12 --color no
+
+lint: stage
+	cd $(COLL) && ansible-lint --profile production
+
+changelog: venv
+	antsibull-changelog lint
+
+galaxy: stage
+	bash scripts/galaxy-check "$(COLL)" "$(BUILD)"
+
+clean:
+	rm -rf $(BUILD) tests/output
