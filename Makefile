@@ -58,5 +58,9 @@ changelog: venv
 galaxy: stage
 	bash scripts/galaxy-check "$(COLL)" "$(BUILD)"
 
+# The whole flow against the emulator: provision 3 accounts, re-run (changed=0), audit.
+demo: venv stage
+	python scripts/demo.py
+
 clean:
 	rm -rf $(BUILD) tests/output
