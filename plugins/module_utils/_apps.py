@@ -1,0 +1,301 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) entrascim.cloudflare contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Enterprise applications made from an application template: find, instantiate, wait, delete.
+
+Graph facts used here (reference/graph_api.md sections 1-3 and 9; microsoftgraph/microsoft-graph-docs-contrib
+api-reference/v1.0/api/applicationtemplate-instantiate.md, application-list.md, application-delete.md and
+concepts/application-saml-sso-configure-api.md):
+
+* ``instantiate`` is not idempotent: every call creates another application and service principal, so we
+  always look up first, by display name **and** application template id (``'`` doubled in the literal).
+* ``instantiate`` may answer 404 although it created the objects (terraform-provider-azuread PR #1406): then we
+  poll by name and template for what it created instead of calling it again.
+* A new application / service principal answers 404 for a while (replication); Microsoft suggests polling
+  ``GET`` until it succeeds. With ``wait`` we return only after several consecutive successful reads, which
+  include the name lookup so that a re-run right away adopts the app instead of creating a second one.
+* ``DELETE /applications/{id}`` removes the application and its service principal (204).
+* We never write the service principal: its ``notes`` carry the token fingerprint of entra_sync_secrets.
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import time
+
+from ._consistency import wait_until_visible
+from ._errors import GraphError, error_step
+from ._graph import odata_quote
+
+APPLICATION_FIELDS = "id,appId,displayName,applicationTemplateId"
+SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,applicationTemplateId,appRoles"
+DEFAULT_INTERVAL = 2.0
+CONSECUTIVE_READS = 3
+
+
+class AppError(Exception):
+    """A problem with what was found (duplicates, a pinned app that does not match, a missing service principal).
+
+    ``details`` are extra keys for ``fail_json`` (for example ``duplicates``).
+    """
+
+    def __init__(self, message, **details):
+        super(AppError, self).__init__(message)
+        self.message = message
+        self.details = details
+
+
+def application_result(app):
+    """The ``application`` return value: {id, app_id, display_name, application_template_id}."""
+    if not app:
+        return {}
+    return {
+        "id": app.get("id"),
+        "app_id": app.get("appId"),
+        "display_name": app.get("displayName"),
+        "application_template_id": app.get("applicationTemplateId"),
+    }
+
+
+def service_principal_result(sp):
+    """The ``service_principal`` return value: {id, app_id, display_name, app_roles [{id, value, display_name}]}."""
+    if not sp:
+        return {}
+    return {
+        "id": sp.get("id"),
+        "app_id": sp.get("appId"),
+        "display_name": sp.get("displayName"),
+        "app_roles": [
+            {"id": role.get("id"), "value": role.get("value"), "display_name": role.get("displayName")}
+            for role in sp.get("appRoles") or []
+        ],
+    }
+
+
+def diff_view(app, sp, display_name, template_id):
+    """One side of the diff: the app as a flat dict (state absent when there is none)."""
+    if not app:
+        return {"state": "absent", "display_name": display_name, "application_template_id": template_id}
+    return {
+        "state": "present",
+        "display_name": app.get("displayName"),
+        "application_template_id": app.get("applicationTemplateId"),
+        "application_id": app.get("id"),
+        "app_id": app.get("appId"),
+        "service_principal_id": (sp or {}).get("id"),
+    }
+
+
+def _ids(apps):
+    return ", ".join("%s (app_id %s)" % (app.get("id"), app.get("appId")) for app in apps)
+
+
+class AppService:
+    """Graph operations on template-made enterprise apps, with injectable ``sleep`` and ``clock`` for tests.
+
+    ``progress`` (optional callable taking one message string) hears about every wait step.
+    """
+
+    def __init__(self, client, wait_timeout=300, interval=DEFAULT_INTERVAL, consecutive=CONSECUTIVE_READS,
+                 sleep=time.sleep, clock=time.monotonic, progress=None):
+        self.client = client
+        self.wait_timeout = wait_timeout
+        self.interval = interval
+        self.consecutive = consecutive
+        self.sleep = sleep
+        self.clock = clock
+        self.progress = progress
+
+    def _say(self, message):
+        if self.progress is not None:
+            self.progress(message)
+
+    # ------------------------------------------------------------------ reads
+    def find_by_name(self, display_name, template_id):
+        """Applications whose display name and application template id equal the given ones."""
+        query = "displayName eq %s and applicationTemplateId eq %s" % (odata_quote(display_name), odata_quote(template_id))
+        with error_step("list applications"):
+            return self.client.list("/applications", params={"$filter": query, "$select": APPLICATION_FIELDS})
+
+    def find_by_app_id(self, app_id):
+        """The application with this application (client) id, or None."""
+        with error_step("list applications"):
+            apps = self.client.list("/applications", params={"$filter": "appId eq %s" % odata_quote(app_id),
+                                                              "$select": APPLICATION_FIELDS})
+        return apps[0] if apps else None
+
+    def service_principal_of(self, app_id):
+        """The service principal of the application with this app id, or None."""
+        with error_step("list service principals"):
+            sps = self.client.list("/servicePrincipals", params={"$filter": "appId eq %s" % odata_quote(app_id),
+                                                                 "$select": SERVICE_PRINCIPAL_FIELDS})
+        return sps[0] if sps else None
+
+    # ------------------------------------------------------------------ waits
+    def _poll(self, what, probe):
+        """Call ``probe()`` every ``interval`` seconds until it returns something truthy; fail after ``wait_timeout``."""
+        deadline = self.clock() + self.wait_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            found = probe()
+            if found:
+                return found
+            if self.clock() + self.interval > deadline:
+                raise AppError("Timed out after %s seconds waiting for %s" % (self.wait_timeout, what))
+            self._say("waiting for %s (attempt %d)" % (what, attempt))
+            self.sleep(self.interval)
+
+    def wait_for_service_principal(self, app):
+        """The service principal of ``app``, polling while replication hides it."""
+        sp = self.service_principal_of(app["appId"])
+        if sp:
+            return sp
+        return self._poll("the service principal of application %s (app_id %s) to appear" % (app["id"], app["appId"]),
+                          lambda: self.service_principal_of(app["appId"]))
+
+    def wait_until_consistent(self, app, sp, display_name, template_id):
+        """Return once the application, its service principal and the name lookup answer several times in a row."""
+        app_path = "/applications/%s" % app["id"]
+        sp_path = "/servicePrincipals/%s" % sp["id"]
+
+        def read():
+            with error_step("read application"):
+                self.client.get(app_path, params={"$select": "id"})
+            with error_step("read service principal"):
+                fresh = self.client.get(sp_path, params={"$select": SERVICE_PRINCIPAL_FIELDS})
+            if display_name is not None and not any(item.get("id") == app["id"] for item in self.find_by_name(display_name, template_id)):
+                raise GraphError("application %s is not yet listed under its display name" % app["id"], status=404,
+                                 code="Request_ResourceNotFound")
+            return fresh
+
+        return wait_until_visible(read, self.wait_timeout, consecutive=self.consecutive, interval=self.interval,
+                                  sleep=self.sleep, clock=self.clock, progress=self.progress,
+                                  what="application %s and its service principal %s" % (app["id"], sp["id"]))
+
+    def wait_until_gone(self, app):
+        """Return once the deleted application answers 404 several times in a row."""
+        path = "/applications/%s" % app["id"]
+        state = {"misses": 0}
+
+        def gone():
+            try:
+                with error_step("read application"):
+                    self.client.get(path, params={"$select": "id"})
+            except GraphError as err:
+                if err.status != 404:
+                    raise
+                state["misses"] += 1
+                return state["misses"] >= self.consecutive
+            state["misses"] = 0
+            return False
+
+        self._poll("application %s to disappear" % app["id"], gone)
+
+    # ------------------------------------------------------------------ writes
+    def instantiate(self, template_id, display_name):
+        """Create the application and service principal; return ``(application, service_principal)``.
+
+        A 404 from ``instantiate`` may mean "created, not yet visible": then poll by name and template for the
+        new app (never call instantiate twice).
+        """
+        try:
+            with error_step("instantiate application"):
+                created = self.client.post("/applicationTemplates/%s/instantiate" % template_id, {"displayName": display_name})
+        except GraphError as err:
+            if err.status != 404:
+                raise
+            self._say("instantiate answered 404 (%s); looking for the application it may have created" % (err.code or "no code"))
+            apps = self._poll("application '%s' created by instantiate to appear" % display_name,
+                              lambda: self.find_by_name(display_name, template_id))
+            if len(apps) > 1:
+                raise AppError("instantiate answered 404 and %d applications named '%s' (template %s) exist now: %s. "
+                               "Delete the extra ones or pin one with app_id." % (len(apps), display_name, template_id, _ids(apps)),
+                               duplicates=[application_result(app) for app in apps])
+            app = apps[0]
+            return app, self.wait_for_service_principal(app)
+        created = created or {}
+        app, sp = created.get("application"), created.get("servicePrincipal")
+        if not app or not app.get("id"):
+            raise AppError("instantiate returned no application for '%s'" % display_name)
+        if not sp or not sp.get("id"):
+            sp = self.wait_for_service_principal(app)
+        return app, sp
+
+    def delete(self, app):
+        """Delete the application (its service principal goes with it). Return False when it was already gone."""
+        try:
+            with error_step("delete application"):
+                self.client.delete("/applications/%s" % app["id"])
+        except GraphError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+
+def _select(service, display_name, template_id, app_id):
+    """Find the one app the task is about: ``(app or None)``; raise AppError for duplicates or a mismatched pin."""
+    if app_id:
+        app = service.find_by_app_id(app_id)
+        if app and display_name is not None and app.get("displayName") != display_name:
+            raise AppError("The application with app_id %s is named '%s', not '%s'. Fix display_name or app_id."
+                           % (app_id, app.get("displayName"), display_name), application=application_result(app))
+        return app
+    apps = service.find_by_name(display_name, template_id)
+    if len(apps) > 1:
+        raise AppError("Found %d applications named '%s' made from template %s: %s. Delete the extra ones, or pin the one "
+                       "to manage with app_id." % (len(apps), display_name, template_id, _ids(apps)),
+                       duplicates=[application_result(app) for app in apps])
+    return apps[0] if apps else None
+
+
+def ensure_present(service, display_name, template_id, app_id=None, wait=True, check_mode=False):
+    """Find or create the enterprise app; return the module result (changed, application, service_principal, diff)."""
+    app = _select(service, display_name, template_id, app_id)
+    if app is None and app_id:
+        raise AppError("No application with app_id %s exists. Remove app_id to create one named '%s'." % (app_id, display_name))
+    if app is not None:
+        sp = service.wait_for_service_principal(app) if wait else service.service_principal_of(app["appId"])
+        if sp is None:
+            raise AppError("Application %s (app_id %s) has no service principal (it may still be replicating: use wait)."
+                           % (app["id"], app["appId"]), application=application_result(app))
+        before = after = diff_view(app, sp, display_name, template_id)
+        return {"changed": False, "application": application_result(app), "service_principal": service_principal_result(sp),
+                "diff": {"before": before, "after": after}}
+    before = diff_view(None, None, display_name, template_id)
+    if check_mode:
+        planned = {"id": None, "appId": None, "displayName": display_name, "applicationTemplateId": template_id}
+        planned_sp = {"id": None, "appId": None, "displayName": display_name, "appRoles": []}
+        return {"changed": True, "application": application_result(planned), "service_principal": service_principal_result(planned_sp),
+                "diff": {"before": before, "after": diff_view(planned, planned_sp, display_name, template_id)}}
+    app, sp = service.instantiate(template_id, display_name)
+    if wait:
+        sp = service.wait_until_consistent(app, sp, display_name, template_id) or sp
+    return {"changed": True, "application": application_result(app), "service_principal": service_principal_result(sp),
+            "diff": {"before": before, "after": diff_view(app, sp, display_name, template_id)}}
+
+
+def ensure_absent(service, display_name, template_id, app_id=None, wait=True, check_mode=False):
+    """Delete the enterprise app if it exists; return the module result."""
+    app = _select(service, display_name, template_id, app_id)
+    if app is None:
+        view = diff_view(None, None, display_name, template_id)
+        return {"changed": False, "application": {}, "service_principal": {}, "diff": {"before": view, "after": view}}
+    sp = service.service_principal_of(app["appId"])
+    before = diff_view(app, sp, display_name, template_id)
+    after = diff_view(None, None, app.get("displayName"), app.get("applicationTemplateId"))
+    changed = True
+    if not check_mode:
+        changed = service.delete(app)
+        if changed and wait:
+            service.wait_until_gone(app)
+    return {"changed": changed, "application": application_result(app), "service_principal": service_principal_result(sp),
+            "diff": {"before": before, "after": after}}
+
+
+def ensure_app(service, state, display_name, template_id, app_id=None, wait=True, check_mode=False):
+    """Entry point of the entra_app module."""
+    if state == "absent":
+        return ensure_absent(service, display_name, template_id, app_id=app_id, wait=wait, check_mode=check_mode)
+    return ensure_present(service, display_name, template_id, app_id=app_id, wait=wait, check_mode=check_mode)

@@ -1,0 +1,362 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) entrascim.cloudflare contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Decision logic of entra_app (module_utils/_apps.py) against a small in-memory Graph that records every call."""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import re
+import uuid
+
+import pytest
+
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import (
+    AppError,
+    AppService,
+    application_result,
+    ensure_app,
+    service_principal_result,
+)
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._consistency import ConsistencyTimeout
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
+
+TEMPLATE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
+OTHER_TEMPLATE = "4602d0b4-76bb-404b-bca9-2652e1a39c6d"
+USER_ROLE = {"id": "18d14569-c3bd-439b-9a66-3a2aee01d14f", "value": None, "displayName": "User", "isEnabled": True}
+CLAUSE = re.compile(r"(\w+) eq '((?:[^']|'')*)'")
+
+
+def not_found(what):
+    return GraphError("Resource '%s' does not exist" % what, status=404, code="Request_ResourceNotFound", request_id="req-404")
+
+
+class Clock(object):
+    """A fake monotonic clock; ``sleep`` advances it and records the delay."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class FakeGraph(object):
+    """Applications and service principals in memory, with the quirks the module must survive.
+
+    ``hidden_reads[object id]`` = how many more reads (GET by id or list) answer as if it did not exist yet;
+    ``instantiate_404`` creates the objects but answers 404; ``instantiate_creates`` False makes that 404 honest.
+    """
+
+    def __init__(self, instantiate_404=False, instantiate_creates=True, lag=0):
+        self.apps = {}
+        self.sps = {}
+        self.calls = []
+        self.hidden_reads = {}
+        self.instantiate_404 = instantiate_404
+        self.instantiate_creates = instantiate_creates
+        self.lag = lag
+        self.fail_on = {}
+
+    def add_app(self, name, template=TEMPLATE, with_sp=True, notes="fingerprint:abc"):
+        app_id = str(uuid.uuid4())
+        app = {"id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "applicationTemplateId": template}
+        self.apps[app["id"]] = app
+        if with_sp:
+            sp = {"id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "applicationTemplateId": template,
+                  "appRoles": [dict(USER_ROLE)], "notes": notes}
+            self.sps[sp["id"]] = sp
+        return app
+
+    def sp_of(self, app):
+        return next(sp for sp in self.sps.values() if sp["appId"] == app["appId"])
+
+    @property
+    def writes(self):
+        return [call for call in self.calls if call[0] != "GET"]
+
+    def _visible(self, object_id):
+        remaining = self.hidden_reads.get(object_id, 0)
+        if remaining > 0:
+            self.hidden_reads[object_id] = remaining - 1
+            return False
+        return True
+
+    def _check_failure(self, method, path):
+        error = self.fail_on.get((method, path.split("?")[0].rstrip("/")))
+        if error is not None:
+            raise error
+
+    def list(self, path, params=None):
+        self.calls.append(("GET", path, dict(params or {})))
+        self._check_failure("GET", path)
+        clauses = [(name, value.replace("''", "'")) for name, value in CLAUSE.findall((params or {}).get("$filter", ""))]
+        source = self.apps if path == "/applications" else self.sps
+        matches = []
+        for obj in list(source.values()):
+            if all(str(obj.get(name, "")).lower() == value.lower() for name, value in clauses) and self._visible(obj["id"]):
+                matches.append(dict(obj))
+        return matches
+
+    def get(self, path, params=None):
+        self.calls.append(("GET", path, dict(params or {})))
+        self._check_failure("GET", path)
+        kind, object_id = path.strip("/").split("/")
+        obj = (self.apps if kind == "applications" else self.sps).get(object_id)
+        if obj is None or not self._visible(object_id):
+            raise not_found(object_id)
+        return dict(obj)
+
+    def post(self, path, body=None):
+        self.calls.append(("POST", path, body))
+        self._check_failure("POST", path)
+        template = path.split("/")[2]
+        if self.instantiate_404 and not self.instantiate_creates:
+            raise not_found(template)
+        app = self.add_app(body["displayName"], template=template, notes=None)
+        sp = self.sp_of(app)
+        for object_id in (app["id"], sp["id"]):
+            self.hidden_reads[object_id] = self.lag
+        if self.instantiate_404:
+            raise not_found(app["id"])
+        return {"application": dict(app), "servicePrincipal": dict(sp)}
+
+    def delete(self, path):
+        self.calls.append(("DELETE", path, None))
+        self._check_failure("DELETE", path)
+        object_id = path.strip("/").split("/")[1]
+        app = self.apps.pop(object_id, None)
+        if app is None:
+            raise not_found(object_id)
+        for sp_id in [sp["id"] for sp in self.sps.values() if sp["appId"] == app["appId"]]:
+            del self.sps[sp_id]
+
+    def patch(self, path, body):
+        self.calls.append(("PATCH", path, body))
+        raise AssertionError("entra_app must never PATCH (it would clobber the service principal's notes)")
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def service(graph, clock, **kwargs):
+    kwargs.setdefault("wait_timeout", 60)
+    return AppService(graph, sleep=clock.sleep, clock=clock, **kwargs)
+
+
+def test_creates_the_app_when_none_exists_and_waits_for_consistent_reads(clock):
+    graph = FakeGraph()
+    messages = []
+    result = ensure_app(service(graph, clock, progress=messages.append), "present", "Cloudflare SCIM - Prod", TEMPLATE)
+    assert result["changed"] is True
+    posts = [call for call in graph.writes if call[0] == "POST"]
+    assert posts == [("POST", "/applicationTemplates/%s/instantiate" % TEMPLATE, {"displayName": "Cloudflare SCIM - Prod"})]
+    app = next(iter(graph.apps.values()))
+    assert result["application"] == {"id": app["id"], "app_id": app["appId"], "display_name": "Cloudflare SCIM - Prod",
+                                     "application_template_id": TEMPLATE}
+    assert result["service_principal"]["id"] == graph.sp_of(app)["id"]
+    assert result["service_principal"]["app_roles"] == [{"id": USER_ROLE["id"], "value": None, "display_name": "User"}]
+    assert result["diff"]["before"]["state"] == "absent"
+    assert result["diff"]["after"]["service_principal_id"] == graph.sp_of(app)["id"]
+    app_reads = [call for call in graph.calls if call[1] == "/applications/%s" % app["id"]]
+    assert len(app_reads) == 3, "three consecutive reads of the new application"
+    assert len([m for m in messages if "visible (" in m]) == 3
+
+
+def test_wait_false_returns_right_after_instantiate(clock):
+    graph = FakeGraph()
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
+    assert result["changed"] is True
+    assert [call[0] for call in graph.calls] == ["GET", "POST"]
+    assert clock.sleeps == []
+
+
+def test_adopts_the_single_existing_app_without_writing(clock):
+    graph = FakeGraph()
+    app = graph.add_app("Prod")
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
+    assert result["changed"] is False
+    assert graph.writes == []
+    assert result["application"]["id"] == app["id"]
+    assert result["service_principal"]["id"] == graph.sp_of(app)["id"]
+    assert result["diff"]["before"] == result["diff"]["after"]
+    assert graph.sp_of(app)["notes"] == "fingerprint:abc"
+
+
+def test_lookup_matches_name_and_template(clock):
+    graph = FakeGraph()
+    graph.add_app("Prod", template=OTHER_TEMPLATE)
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
+    assert result["changed"] is True, "an app with the same name from another template is not ours"
+    assert graph.calls[0][2]["$filter"] == "displayName eq 'Prod' and applicationTemplateId eq '%s'" % TEMPLATE
+
+
+def test_quotes_in_the_name_are_escaped(clock):
+    graph = FakeGraph()
+    app = graph.add_app("O'Brien's account")
+    result = ensure_app(service(graph, clock), "present", "O'Brien's account", TEMPLATE)
+    assert result["changed"] is False and result["application"]["id"] == app["id"]
+    assert graph.calls[0][2]["$filter"].startswith("displayName eq 'O''Brien''s account' and ")
+
+
+def test_duplicates_fail_listing_ids_and_how_to_pin(clock):
+    graph = FakeGraph()
+    first, second = graph.add_app("Prod"), graph.add_app("Prod")
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
+    message = caught.value.message
+    assert first["id"] in message and second["appId"] in message and "app_id" in message
+    assert sorted(d["id"] for d in caught.value.details["duplicates"]) == sorted([first["id"], second["id"]])
+    assert graph.writes == []
+
+
+def test_duplicates_are_never_deleted_by_name(clock):
+    graph = FakeGraph()
+    graph.add_app("Prod")
+    graph.add_app("Prod")
+    with pytest.raises(AppError):
+        ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
+    assert graph.writes == [] and len(graph.apps) == 2
+
+
+def test_app_id_pins_one_of_the_duplicates(clock):
+    graph = FakeGraph()
+    graph.add_app("Prod")
+    pinned = graph.add_app("Prod")
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, app_id=pinned["appId"])
+    assert result["changed"] is False and result["application"]["id"] == pinned["id"]
+    assert graph.calls[0][2]["$filter"] == "appId eq '%s'" % pinned["appId"]
+
+
+def test_app_id_with_another_name_fails(clock):
+    graph = FakeGraph()
+    pinned = graph.add_app("Staging")
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, app_id=pinned["appId"])
+    assert "named 'Staging', not 'Prod'" in caught.value.message
+    assert graph.writes == []
+
+
+def test_missing_pinned_app_is_not_created(clock):
+    graph = FakeGraph()
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, app_id="0a1b2c3d-1111-2222-3333-444455556666")
+    assert "No application with app_id 0a1b2c3d-1111-2222-3333-444455556666" in caught.value.message
+    assert graph.writes == []
+
+
+def test_check_mode_predicts_a_create_and_writes_nothing(clock):
+    graph = FakeGraph()
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, check_mode=True)
+    assert result["changed"] is True
+    assert graph.writes == []
+    assert result["application"] == {"id": None, "app_id": None, "display_name": "Prod", "application_template_id": TEMPLATE}
+    assert result["diff"]["before"] == {"state": "absent", "display_name": "Prod", "application_template_id": TEMPLATE}
+    assert result["diff"]["after"]["state"] == "present"
+
+
+def test_instantiate_404_polls_for_the_app_it_created_instead_of_creating_twice(clock):
+    graph = FakeGraph(instantiate_404=True, lag=2)
+    messages = []
+    result = ensure_app(service(graph, clock, progress=messages.append), "present", "Prod", TEMPLATE)
+    assert result["changed"] is True
+    assert len([call for call in graph.writes if call[0] == "POST"]) == 1
+    assert len(graph.apps) == 1
+    app = next(iter(graph.apps.values()))
+    assert result["application"]["id"] == app["id"]
+    assert result["service_principal"]["id"] == graph.sp_of(app)["id"]
+    assert any("instantiate answered 404" in m for m in messages)
+
+
+def test_instantiate_404_without_an_app_times_out_without_a_second_instantiate(clock):
+    graph = FakeGraph(instantiate_404=True, instantiate_creates=False)
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock, wait_timeout=20), "present", "Prod", TEMPLATE)
+    assert "Timed out after 20 seconds" in caught.value.message
+    assert len([call for call in graph.writes if call[0] == "POST"]) == 1
+    assert sum(clock.sleeps) <= 20
+
+
+def test_replication_lag_resets_the_consecutive_count(clock):
+    graph = FakeGraph(lag=3)
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
+    assert result["changed"] is True
+    app = next(iter(graph.apps.values()))
+    reads = [call for call in graph.calls if call[1] == "/applications/%s" % app["id"]]
+    # 3 rounds where the application answers 404, 3 where the service principal does, then 3 good rounds in a row.
+    assert len(reads) == 3 + 3 + 3
+
+
+def test_wait_timeout_raises_consistency_timeout(clock):
+    graph = FakeGraph(lag=1000)
+    with pytest.raises(ConsistencyTimeout) as caught:
+        ensure_app(service(graph, clock, wait_timeout=30), "present", "Prod", TEMPLATE)
+    assert caught.value.status == 404
+    assert sum(clock.sleeps) <= 30
+
+
+def test_absent_deletes_the_application_and_waits_until_it_is_gone(clock):
+    graph = FakeGraph()
+    app = graph.add_app("Prod")
+    sp_id = graph.sp_of(app)["id"]
+    result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
+    assert result["changed"] is True
+    assert graph.writes == [("DELETE", "/applications/%s" % app["id"], None)]
+    assert result["application"]["id"] == app["id"] and result["service_principal"]["id"] == sp_id
+    assert result["diff"]["after"]["state"] == "absent"
+    assert not graph.apps and not graph.sps
+
+
+def test_absent_when_absent_is_unchanged(clock):
+    graph = FakeGraph()
+    result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
+    assert result["changed"] is False
+    assert result["application"] == {} and result["service_principal"] == {}
+    assert graph.writes == []
+
+
+def test_absent_in_check_mode_writes_nothing(clock):
+    graph = FakeGraph()
+    graph.add_app("Prod")
+    result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, check_mode=True)
+    assert result["changed"] is True
+    assert graph.writes == [] and len(graph.apps) == 1
+
+
+def test_delete_answering_404_means_someone_else_deleted_it(clock):
+    graph = FakeGraph()
+    app = graph.add_app("Prod")
+    graph.fail_on[("DELETE", "/applications/%s" % app["id"])] = not_found(app["id"])
+    result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
+    assert result["changed"] is False
+
+
+def test_graph_errors_carry_the_step(clock):
+    graph = FakeGraph()
+    graph.fail_on[("GET", "/applications")] = GraphError("Insufficient privileges to complete the operation.", status=403,
+                                                         code="Authorization_RequestDenied")
+    with pytest.raises(GraphError) as caught:
+        ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
+    assert caught.value.step == "list applications"
+
+
+def test_app_without_service_principal_is_reported(clock):
+    graph = FakeGraph()
+    graph.add_app("Prod", with_sp=False)
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
+    assert "has no service principal" in caught.value.message
+    assert graph.writes == []
+
+
+def test_result_shapes_are_snake_case():
+    assert application_result(None) == {}
+    assert service_principal_result({"id": "s", "appId": "a", "displayName": "n", "appRoles": None}) == {
+        "id": "s", "app_id": "a", "display_name": "n", "app_roles": []}

@@ -1,0 +1,392 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) entrascim.cloudflare contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Decision logic of entra_app_assignment (module_utils/_assignments.py) against an in-memory Graph recording calls."""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import re
+import uuid
+
+from urllib.parse import parse_qsl
+
+import pytest
+
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._assignments import (
+    DEFAULT_ACCESS_ROLE_ID,
+    AssignmentError,
+    AssignmentService,
+    PartialFailure,
+    ensure_assignments,
+    plan,
+    resolve_role,
+    validate_principals,
+)
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._consistency import ConsistencyTimeout
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
+
+USER_ROLE_ID = "18d14569-c3bd-439b-9a66-3a2aee01d14f"
+MSIAM_ROLE_ID = "b9632174-c057-4f7e-951b-be3adc52bfe6"
+SP_ID = "a750f6cf-2319-464a-bcc3-456926736a91"
+ROLES = [
+    {"id": USER_ROLE_ID, "value": None, "displayName": "User", "isEnabled": True},
+    {"id": MSIAM_ROLE_ID, "value": None, "displayName": "msiam_access", "isEnabled": True},
+]
+CLAUSE = re.compile(r"(\w+) eq '((?:[^']|'')*)'")
+
+
+def error(status, code, message):
+    return GraphError(message, status=status, code=code, request_id="req-%d" % status)
+
+
+def as_item(request_id, status, body):
+    return {"id": request_id, "status": status, "headers": {}, "body": body}
+
+
+class Clock(object):
+    def __init__(self):
+        self.now = 50.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class FakeGraph(object):
+    """Users, groups, one service principal and its appRoleAssignedTo collection."""
+
+    def __init__(self):
+        self.users = {}
+        self.groups = {}
+        self.assignments = []
+        self.calls = []
+        self.batches = []
+        self.sp_hidden = 0  # reads of the service principal answering 404 (replication)
+        self.post_hidden = 0  # assignment POSTs answering 404 (the SP is not replicated to the writer yet)
+        self.post_errors = {}  # principal id -> GraphError
+        self.list_lags = False  # the list does not show assignments yet
+
+    def user(self, upn, name=None):
+        obj = {"id": str(uuid.uuid4()), "userPrincipalName": upn, "displayName": name or upn.split("@")[0].title()}
+        self.users[obj["id"]] = obj
+        return obj
+
+    def group(self, name):
+        obj = {"id": str(uuid.uuid4()), "displayName": name}
+        self.groups[obj["id"]] = obj
+        return obj
+
+    def assign(self, principal, role_id=USER_ROLE_ID):
+        kind = "User" if principal["id"] in self.users else "Group"
+        item = {"id": "asg-%s" % uuid.uuid4().hex, "appRoleId": role_id, "principalId": principal["id"], "principalType": kind,
+                "principalDisplayName": principal["displayName"], "resourceId": SP_ID}
+        self.assignments.append(item)
+        return item
+
+    @property
+    def writes(self):
+        return [call for call in self.calls if call[0] in ("POST", "DELETE")]
+
+    def assigned(self):
+        return sorted((a["principalDisplayName"], a["appRoleId"]) for a in self.assignments)
+
+    # ------------------------------------------------------------------ client interface
+    def get(self, path, params=None):
+        self.calls.append(("GET", path, dict(params or {})))
+        return self._get(path, params or {})
+
+    def _get(self, path, params):
+        parts = path.strip("/").split("/")
+        if parts[0] == "servicePrincipals":
+            if self.sp_hidden > 0:
+                self.sp_hidden -= 1
+                raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % parts[1])
+            return {"id": SP_ID, "appId": "app", "displayName": "Prod", "appRoles": ROLES}
+        source = self.users if parts[0] == "users" else self.groups
+        if len(parts) == 2:
+            if parts[1] not in source:
+                raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % parts[1])
+            return dict(source[parts[1]])
+        clauses = [(name, value.replace("''", "'")) for name, value in CLAUSE.findall(params.get("$filter", ""))]
+        return {"value": [dict(obj) for obj in source.values()
+                          if all(str(obj.get(name)).lower() == value.lower() for name, value in clauses)]}
+
+    def list(self, path, params=None):
+        self.calls.append(("GET", path, dict(params or {})))
+        assert path == "/servicePrincipals/%s/appRoleAssignedTo" % SP_ID
+        return [] if self.list_lags else [dict(a) for a in self.assignments]
+
+    def post(self, path, body=None):
+        self.calls.append(("POST", path, body))
+        return self._post(body)
+
+    def _post(self, body):
+        assert body["resourceId"] == SP_ID
+        if self.post_hidden > 0:
+            self.post_hidden -= 1
+            raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % SP_ID)
+        if body["principalId"] in self.post_errors:
+            raise self.post_errors[body["principalId"]]
+        if any(a["principalId"] == body["principalId"] and a["appRoleId"] == body["appRoleId"] for a in self.assignments):
+            raise error(400, "Request_BadRequest", "Permission being assigned already exists on the object")
+        principal = self.users.get(body["principalId"]) or self.groups[body["principalId"]]
+        return dict(self.assign(principal, body["appRoleId"]))
+
+    def delete(self, path):
+        self.calls.append(("DELETE", path, None))
+        self._delete(path)
+
+    def _delete(self, path):
+        assignment_id = path.rsplit("/", 1)[1]
+        for index, item in enumerate(self.assignments):
+            if item["id"] == assignment_id:
+                del self.assignments[index]
+                return
+        raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % assignment_id)
+
+    def batch(self, requests):
+        assert 1 < len(requests) <= 20
+        self.batches.append(requests)
+        results = []
+        for index, request in enumerate(requests):
+            method, url = request["method"], request["url"]
+            self.calls.append((method + "(batch)", url, request.get("body")))
+            path, dummy, query = url.partition("?")
+            try:
+                if method == "GET":
+                    results.append(as_item(str(index + 1), 200, self._get(path, dict(parse_qsl(query)))))
+                elif method == "POST":
+                    results.append(as_item(str(index + 1), 201, self._post(request["body"])))
+                else:
+                    self._delete(path)
+                    results.append(as_item(str(index + 1), 204, None))
+            except GraphError as err:
+                results.append(as_item(str(index + 1), err.status, {"error": {"code": err.code, "message": err.message}}))
+        return results
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def graph():
+    return FakeGraph()
+
+
+def run(graph, clock, principals, **kwargs):
+    service = AssignmentService(graph, SP_ID, wait_timeout=kwargs.pop("wait_timeout", 60), sleep=clock.sleep, clock=clock,
+                                progress=kwargs.pop("progress", None))
+    return ensure_assignments(service, principals, **kwargs)
+
+
+def writes(graph):
+    return [call for call in graph.calls if call[0].split("(")[0] in ("POST", "DELETE")]
+
+
+# ---------------------------------------------------------------------------------------------- input and roles
+@pytest.mark.parametrize("principal, problem", [
+    ({"type": "user", "display_name": "Ann"}, "a user is named by user_principal_name"),
+    ({"type": "group", "user_principal_name": "g@example.com"}, "a group is named by display_name"),
+    ({"type": "group"}, "give exactly one of id, display_name"),
+    ({"type": "user", "id": "x", "user_principal_name": "ann@example.com"}, "give exactly one of id, user_principal_name"),
+    ({"type": "device", "id": "x"}, "type must be user or group"),
+])
+def test_invalid_principals_are_refused(principal, problem):
+    with pytest.raises(AssignmentError) as caught:
+        validate_principals([{"type": "group", "display_name": "ok"}, principal])
+    assert "principals[1]: " + problem in caught.value.message
+
+
+def test_default_role_is_the_user_role_by_display_name():
+    assert resolve_role({"id": SP_ID, "appRoles": ROLES}, "User") == {"id": USER_ROLE_ID, "value": None, "display_name": "User"}
+
+
+def test_role_by_id_and_by_value():
+    sp = {"id": SP_ID, "appRoles": ROLES + [{"id": "C0FFEE00-0000-4000-8000-000000000001", "value": "Admin", "displayName": "Admins"}]}
+    assert resolve_role(sp, MSIAM_ROLE_ID.upper())["display_name"] == "msiam_access"
+    assert resolve_role(sp, "Admin")["id"] == "c0ffee00-0000-4000-8000-000000000001"
+    assert resolve_role(sp, DEFAULT_ACCESS_ROLE_ID)["display_name"] == "Default Access"
+
+
+def test_unknown_or_disabled_role_fails_listing_the_roles():
+    with pytest.raises(AssignmentError) as caught:
+        resolve_role({"id": SP_ID, "appRoles": ROLES}, "Admin")
+    assert "has no app role 'Admin'" in caught.value.message and USER_ROLE_ID in caught.value.message
+    disabled = [dict(ROLES[0], isEnabled=False)]
+    with pytest.raises(AssignmentError, match="is disabled"):
+        resolve_role({"id": SP_ID, "appRoles": disabled}, "User")
+
+
+# ---------------------------------------------------------------------------------------------- plan (purge sets)
+def test_plan_present_adds_only_missing_and_purge_removes_everything_else():
+    keep = {"id": "a1", "principalId": "p1", "appRoleId": USER_ROLE_ID}
+    other_role = {"id": "a2", "principalId": "p1", "appRoleId": MSIAM_ROLE_ID}
+    stranger = {"id": "a3", "principalId": "p9", "appRoleId": USER_ROLE_ID}
+    desired = [{"id": "p1"}, {"id": "p2"}]
+    to_add, to_remove = plan([keep, other_role, stranger], desired, USER_ROLE_ID, "present", purge=False)
+    assert [p["id"] for p in to_add] == ["p2"] and to_remove == []
+    to_add, to_remove = plan([keep, other_role, stranger], desired, USER_ROLE_ID, "present", purge=True)
+    assert [a["id"] for a in to_remove] == ["a2", "a3"]
+    to_add, to_remove = plan([keep, other_role, stranger], [{"id": "p1"}], USER_ROLE_ID, "absent", purge=True)
+    assert to_add == [] and [a["id"] for a in to_remove] == ["a1"]
+
+
+# ---------------------------------------------------------------------------------------------- ensure
+def test_creates_missing_assignments_in_one_batch_and_is_idempotent(graph, clock):
+    admins, ann = graph.group("Cloudflare Admins"), graph.user("ann@example.com", "Ann")
+    bob = graph.user("bob@example.com", "Bob")
+    graph.assign(bob)
+    principals = [{"type": "group", "display_name": "Cloudflare Admins"}, {"type": "user", "user_principal_name": "ann@example.com"},
+                  {"type": "user", "id": bob["id"]}]
+    result = run(graph, clock, principals)
+    assert result["changed"] is True
+    posts = [call for call in graph.calls if call[0] == "POST(batch)"]
+    assert sorted(call[2]["principalId"] for call in posts) == sorted([admins["id"], ann["id"]])
+    assert all(call[2]["appRoleId"] == USER_ROLE_ID and call[2]["resourceId"] == SP_ID for call in posts)
+    assert graph.assigned() == [("Ann", USER_ROLE_ID), ("Bob", USER_ROLE_ID), ("Cloudflare Admins", USER_ROLE_ID)]
+    assert [a["principal_display_name"] for a in result["added"]] == ["Cloudflare Admins", "Ann"]
+    assert [a["principal_display_name"] for a in result["assignments"]] == ["Cloudflare Admins", "Ann", "Bob"]
+    assert all(a["id"] for a in result["assignments"])
+    assert result["diff"]["before"] == {"principals": ["user Bob (%s) as User" % bob["id"]]}
+    assert "group Cloudflare Admins (%s) as User" % admins["id"] in result["diff"]["after"]["principals"]
+    lookups = [call for call in graph.calls if call[0] == "GET(batch)"]
+    assert len(lookups) == 3, "the three principals are resolved in one $batch"
+    graph.calls[:] = []
+    again = run(graph, clock, principals)
+    assert again["changed"] is False and writes(graph) == []
+    assert again["diff"]["before"] == again["diff"]["after"]
+
+
+def test_a_single_principal_uses_plain_requests(graph, clock):
+    admins = graph.group("Admins")
+    result = run(graph, clock, [{"type": "group", "display_name": "Admins"}])
+    assert result["changed"] is True
+    assert graph.batches == []
+    assert ("POST", "/servicePrincipals/%s/appRoleAssignedTo" % SP_ID,
+            {"principalId": admins["id"], "resourceId": SP_ID, "appRoleId": USER_ROLE_ID}) in graph.calls
+
+
+def test_names_with_quotes_are_escaped(graph, clock):
+    graph.user("o'brien@example.com", "Pat O'Brien")
+    run(graph, clock, [{"type": "user", "user_principal_name": "o'brien@example.com"}])
+    lookup = next(call for call in graph.calls if call[1] == "/users")
+    assert lookup[2]["$filter"] == "userPrincipalName eq 'o''brien@example.com'"
+
+
+def test_unresolvable_names_fail_naming_them_before_any_write(graph, clock):
+    graph.group("Twins")
+    graph.group("Twins")
+    graph.group("Admins")
+    with pytest.raises(AssignmentError) as caught:
+        run(graph, clock, [{"type": "group", "display_name": "Admins"}, {"type": "group", "display_name": "Twins"},
+                           {"type": "group", "display_name": "Nobody"}, {"type": "user", "id": str(uuid.uuid4())}])
+    message = caught.value.message
+    assert "group 'Twins' matches 2 groups" in message and "group 'Nobody' matches no group" in message
+    assert "does not exist" in message
+    assert writes(graph) == []
+
+
+def test_already_exists_counts_as_present(graph, clock):
+    admins = graph.group("Admins")
+    graph.list_lags = True  # the list does not show the assignment yet, the POST says it exists
+    graph.assign(admins)
+    result = run(graph, clock, [{"type": "group", "id": admins["id"]}])
+    assert result["changed"] is False
+    assert [a["principal_id"] for a in result["assignments"]] == [admins["id"]]
+
+
+def test_check_mode_predicts_and_writes_nothing(graph, clock):
+    admins, bob = graph.group("Admins"), graph.user("bob@example.com")
+    stale = graph.assign(bob)
+    result = run(graph, clock, [{"type": "group", "display_name": "Admins"}], purge=True, check_mode=True)
+    assert result["changed"] is True
+    assert writes(graph) == []
+    assert result["added"] == [{"id": None, "principal_id": admins["id"], "principal_type": "Group",
+                                "principal_display_name": "Admins", "app_role_id": USER_ROLE_ID}]
+    assert [a["id"] for a in result["removed"]] == [stale["id"]]
+    assert result["diff"]["after"] == {"principals": ["group Admins (%s) as User" % admins["id"]]}
+
+
+def test_purge_removes_unlisted_assignments(graph, clock):
+    admins, bob, eve = graph.group("Admins"), graph.user("bob@example.com"), graph.user("eve@example.com")
+    graph.assign(admins)
+    graph.assign(bob)
+    graph.assign(eve, MSIAM_ROLE_ID)
+    result = run(graph, clock, [{"type": "group", "display_name": "Admins"}], purge=True)
+    assert result["changed"] is True
+    assert graph.assigned() == [("Admins", USER_ROLE_ID)]
+    assert len([call for call in graph.calls if call[0] == "DELETE(batch)"]) == 2
+
+
+def test_absent_removes_only_the_listed_principals_and_skips_missing_ones(graph, clock):
+    admins, bob = graph.group("Admins"), graph.user("bob@example.com", "Bob")
+    graph.assign(admins)
+    graph.assign(bob)
+    result = run(graph, clock, [{"type": "user", "user_principal_name": "bob@example.com"},
+                                {"type": "user", "user_principal_name": "gone@example.com"}], state="absent")
+    assert result["changed"] is True
+    assert graph.assigned() == [("Admins", USER_ROLE_ID)]
+    assert result["skipped_principals"] == ["user 'gone@example.com' matches no user"]
+    graph.calls[:] = []
+    again = run(graph, clock, [{"type": "user", "user_principal_name": "bob@example.com"}], state="absent")
+    assert again["changed"] is False and writes(graph) == []
+
+
+def test_absent_still_fails_on_ambiguous_names(graph, clock):
+    graph.group("Twins")
+    graph.group("Twins")
+    with pytest.raises(AssignmentError, match="matches 2 groups"):
+        run(graph, clock, [{"type": "group", "display_name": "Twins"}], state="absent")
+
+
+def test_rides_out_replication_of_a_new_service_principal(graph, clock):
+    admins = graph.group("Admins")
+    graph.sp_hidden = 2
+    graph.post_hidden = 2
+    messages = []
+    result = run(graph, clock, [{"type": "group", "id": admins["id"]}], progress=messages.append)
+    assert result["changed"] is True and graph.assigned() == [("Admins", USER_ROLE_ID)]
+    assert len(clock.sleeps) == 4 and len(messages) == 4
+
+
+def test_replication_that_never_ends_times_out(graph, clock):
+    graph.sp_hidden = 1000
+    with pytest.raises(ConsistencyTimeout) as caught:
+        run(graph, clock, [{"type": "group", "display_name": "Admins"}], wait_timeout=15)
+    assert caught.value.status == 404 and caught.value.step == "read service principal"
+    assert sum(clock.sleeps) <= 15
+
+
+def test_batch_items_lagging_are_retried_alone(graph, clock):
+    first, second = graph.group("One"), graph.group("Two")
+    graph.post_hidden = 1  # the first batched POST answers 404
+    result = run(graph, clock, [{"type": "group", "id": first["id"]}, {"type": "group", "id": second["id"]}])
+    assert result["changed"] is True
+    assert graph.assigned() == [("One", USER_ROLE_ID), ("Two", USER_ROLE_ID)]
+    assert [call[0] for call in graph.calls if call[0].startswith("POST")] == ["POST(batch)", "POST(batch)", "POST"]
+
+
+def test_permission_error_without_any_write_is_a_graph_error_naming_the_step(graph, clock):
+    admins = graph.group("Admins")
+    graph.post_errors[admins["id"]] = error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+    with pytest.raises(GraphError) as caught:
+        run(graph, clock, [{"type": "group", "id": admins["id"]}])
+    assert caught.value.step == "assign app role to group Admins"
+    assert clock.sleeps == [], "a 403 is a permission problem, not replication: no retries"
+
+
+def test_failure_after_other_writes_is_a_partial_failure(graph, clock):
+    ok, bad = graph.group("Ok"), graph.group("Bad")
+    graph.post_errors[bad["id"]] = error(400, "Request_BadRequest", "Something is wrong with this group")
+    with pytest.raises(PartialFailure) as caught:
+        run(graph, clock, [{"type": "group", "id": ok["id"]}, {"type": "group", "id": bad["id"]}])
+    assert caught.value.result["changed"] is True
+    assert [a["principal_display_name"] for a in caught.value.result["added"]] == ["Ok"]
+    assert caught.value.error.step == "assign app role to group Bad"
