@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) entrascim.cloudflare contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Eventual consistency of Microsoft Entra: waiting for new objects, retrying calls on them.
+
+A just-created application, service principal or synchronization job can answer 404
+``Request_ResourceNotFound``, 403, 409 or 400 ``UnknownError`` for minutes (graph_api.md section 9;
+Microsoft's SAML SSO tutorial suggests polling every 5-10 seconds; Terraform's azuread provider
+retries synchronization calls on 403/409 and needs several consecutive successful reads).
+Polls start at 1 second and back off to at most 10 seconds. ``sleep``/``clock`` are injectable.
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import time
+
+from ._errors import GraphError
+
+DEFAULT_INTERVAL = 1.0
+MAX_INTERVAL = 10.0
+
+
+class ConsistencyTimeout(GraphError):
+    """Waiting for an object (or retrying a call on one) ran out of time.
+
+    Carries the last Graph error's ``status``/``code``/``request_id`` (so 403 answers still name
+    the permission), plus ``what`` (what we waited for), ``waited`` (seconds), ``successes``
+    (consecutive successful reads reached) and ``last_error``.
+    """
+
+    def __init__(self, what, waited, last_error=None, successes=0, needed=None, attempts=0):
+        if needed:
+            text = "%s was not consistently visible after %d s (%d of %d consecutive successful reads, %d reads)" % (
+                what, round(waited), successes, needed, attempts)
+        else:
+            text = "%s still failed after %d s of retries while waiting for replication (%d attempts)" % (
+                what, round(waited), attempts)
+        if last_error is not None:
+            text += "; last answer: %s" % _describe(last_error)
+        super(ConsistencyTimeout, self).__init__(
+            text,
+            status=getattr(last_error, "status", None),
+            code=getattr(last_error, "code", None) or "ConsistencyTimeout",
+            request_id=getattr(last_error, "request_id", None),
+            date=getattr(last_error, "date", None),
+            outer_code=getattr(last_error, "outer_code", None),
+            attempts=attempts,
+        )
+        self.what = what
+        self.waited = waited
+        self.successes = successes
+        self.needed = needed
+        self.last_error = last_error
+        if last_error is not None and getattr(last_error, "step", None):
+            self.step = last_error.step
+
+
+def _describe(err):
+    status = getattr(err, "status", None)
+    code = getattr(err, "code", None)
+    head = " ".join(str(p) for p in (("HTTP %s" % status) if status is not None else None, code) if p)
+    message = getattr(err, "message", None) or str(err)
+    return "%s: %s" % (head, message) if head else message
+
+
+def is_replication_error(err):
+    """True for the answers a freshly created object gives until it has replicated.
+
+    404 (``Request_ResourceNotFound`` and friends), 403, 409, and 400 ``UnknownError``. A 400
+    whose ``UnknownError`` wrapped a specific inner code (for example ``InvalidNotificationSettings``)
+    is a real validation error, not replication lag, and is not retried.
+    """
+    if not isinstance(err, GraphError) or isinstance(err, ConsistencyTimeout):
+        return False
+    if err.status in (403, 404, 409):
+        return True
+    return err.status == 400 and err.code == "UnknownError"
+
+
+def _next_interval(current, max_interval):
+    return min(max_interval, current * 2)
+
+
+def wait_until_visible(read, timeout, consecutive=3, interval=DEFAULT_INTERVAL, sleep=time.sleep,
+                       clock=time.monotonic, progress=None, what="the new object", max_interval=MAX_INTERVAL,
+                       not_yet=None):
+    """Call ``read()`` until it succeeds ``consecutive`` times in a row; return the last value.
+
+    ``read`` returns a value, or raises GraphError: 404 and 403 (or whatever ``not_yet(err)`` accepts)
+    mean "not visible yet" and reset the count; other errors propagate. Failed reads back off from
+    ``interval`` to ``max_interval``; confirmation reads after a success wait ``interval``. Raises
+    ``ConsistencyTimeout`` when ``timeout`` seconds pass. ``progress(message)`` is called on each read.
+    """
+    not_yet = not_yet or (lambda err: isinstance(err, GraphError) and err.status in (403, 404))
+    start = clock()
+    delay = interval
+    successes = 0
+    attempts = 0
+    last_error = None
+    value = None
+    while True:
+        attempts += 1
+        try:
+            value = read()
+        except GraphError as err:
+            if not not_yet(err):
+                raise
+            last_error = err
+            successes = 0
+            outcome = "not visible yet (%s)" % _describe(err)
+            wait = delay
+            delay = _next_interval(delay, max_interval)
+        else:
+            successes += 1
+            outcome = "visible (%d of %d consecutive reads)" % (successes, consecutive)
+            delay = interval
+            wait = interval
+        elapsed = clock() - start
+        if progress is not None:
+            progress("waiting for %s: read %d, %s, %d s elapsed" % (what, attempts, outcome, round(elapsed)))
+        if successes >= consecutive:
+            return value
+        if elapsed + wait > timeout:
+            raise ConsistencyTimeout(what, elapsed, last_error=last_error, successes=successes, needed=consecutive,
+                                     attempts=attempts)
+        sleep(wait)
+
+
+def retry_replication(call, timeout, sleep=time.sleep, clock=time.monotonic, progress=None, what="the call",
+                      interval=DEFAULT_INTERVAL, max_interval=MAX_INTERVAL, retry_on=is_replication_error):
+    """Call ``call()`` until it stops failing with a replication error (``is_replication_error``); return its result.
+
+    Other errors propagate at once. Raises ``ConsistencyTimeout`` (carrying the last error's status,
+    code and request id) when ``timeout`` seconds pass.
+    """
+    start = clock()
+    delay = interval
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return call()
+        except GraphError as err:
+            if not retry_on(err):
+                raise
+            elapsed = clock() - start
+            if progress is not None:
+                progress("retrying %s: attempt %d answered %s, %d s elapsed" % (what, attempts, _describe(err), round(elapsed)))
+            if elapsed + delay > timeout:
+                raise ConsistencyTimeout(what, elapsed, last_error=err, attempts=attempts)
+            sleep(delay)
+            delay = _next_interval(delay, max_interval)
