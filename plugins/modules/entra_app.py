@@ -35,7 +35,7 @@ options:
   template_id:
     description:
       - The ID of the application template to make the app from, and to look it up by.
-      - Defaults to the non-gallery ("Create your own application") template of the selected O(cloud):
+      - Defaults to the non-gallery ("Create your own application") template of the selected O(cloud), which is
         C(8adf8e6e-67b2-4cf2-a259-e3dc5476c621) in the public cloud, C(4602d0b4-76bb-404b-bca9-2652e1a39c6d) in
         US Government and C(5a532e38-1581-4918-9658-008dc27c1d68) in China (21Vianet).
     type: str

@@ -70,7 +70,7 @@ options:
     description:
       - V(present) assigns O(principals) to O(app_role).
       - V(absent) removes the O(app_role) assignments of O(principals). A principal that does not exist any more has
-        nothing to remove: it is skipped with a warning.
+        nothing to remove, so it is skipped with a warning.
     type: str
     choices: [present, absent]
     default: present

@@ -166,7 +166,8 @@ class FakeGraph(object):
                     self._delete(path)
                     results.append(as_item(str(index + 1), 204, None))
             except GraphError as err:
-                results.append(as_item(str(index + 1), err.status, {"error": {"code": err.code, "message": err.message}}))
+                results.append(as_item(str(index + 1), err.status, {"error": {"code": err.code, "message": err.message,
+                                                                              "innerError": {"request-id": err.request_id}}}))
         return results
 
 
