@@ -1,0 +1,36 @@
+"""Which Graph application permissions each emulated operation needs.
+
+Source: reference/graph_api.md §0 "Permissions at a glance" (least privileged and higher permissions; any of the
+listed permissions grants), plus the users/groups read permissions of the Graph reference pages it cites. A
+requirement is a tuple of groups; every group must be satisfied by one of its permissions.
+``Application.ReadWrite.OwnedBy`` satisfies a group only for objects the caller owns (the emulator makes the
+client that instantiated an app its owner); it still lets the caller list and read all apps (graph_api.md §0).
+"""
+
+OWNED_BY = "Application.ReadWrite.OwnedBy"
+
+APP_READ = (("Application.Read.All", "Application.ReadWrite.All", OWNED_BY, "Directory.Read.All", "Directory.ReadWrite.All"),)
+APP_WRITE = (("Application.ReadWrite.All", OWNED_BY, "Directory.ReadWrite.All"),)
+INSTANTIATE = (("Application.ReadWrite.All", OWNED_BY, "Directory.ReadWrite.All"),)
+SYNC_READ = (("Synchronization.Read.All", "Synchronization.ReadWrite.All", OWNED_BY),)
+SYNC_WRITE = (("Synchronization.ReadWrite.All", OWNED_BY),)
+ASSIGNMENT_READ = (("Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All",
+                    "AppRoleAssignment.ReadWrite.All", OWNED_BY),)
+ASSIGNMENT_WRITE = (("AppRoleAssignment.ReadWrite.All",),
+                    ("Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"))
+USERS_READ = (("User.Read.All", "User.ReadBasic.All", "Directory.Read.All", "Directory.ReadWrite.All"),)
+GROUPS_READ = (("Group.Read.All", "GroupMember.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"),)
+REPORTS_READ = (("AuditLog.Read.All",), ("Directory.Read.All", "Directory.ReadWrite.All"))
+NONE = ()
+
+
+def evaluate(requirement, granted):
+    """Return ``None`` when ``granted`` lacks a group, else whether the grant relies on OwnedBy (``True``/``False``)."""
+    owned_only = False
+    for group in requirement:
+        held = set(group) & set(granted)
+        if not held:
+            return None
+        if held == {OWNED_BY}:
+            owned_only = True
+    return owned_only
