@@ -25,6 +25,7 @@ The SCIM token is only ever put in the ``Authorization`` header; error texts are
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import copy
 import json
 import re
 import time
@@ -38,7 +39,26 @@ VIRTUAL_GROUP_RE = re.compile(r"^CF-(?P<account_id>[0-9A-Fa-f]{32})\s*-\s*(?P<ro
 SYSTEM_GROUP_PREFIX = "cloudflare-v1-"
 PAGE_SIZE = 100
 MAX_PAGES = 1000  # 100,000 objects: a bound against a server that never ends a listing
+# Cloudflare API v4 codes for a missing or malformed Authorization header (answered with HTTP 400).
+MALFORMED_TOKEN_CODES = frozenset(["6003", "6111", "9106"])
 POLL_DELAYS = (2, 4, 8, 15)  # seconds between polls while waiting for expected users and groups (then 15 each)
+
+# The connection options of the entrascim.cloudflare.cloudflare doc fragment (a unit test checks they agree).
+CLOUDFLARE_CONNECTION_SPEC = dict(
+    api_endpoint=dict(type="str", default=DEFAULT_API_ENDPOINT),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    timeout=dict(type="int", default=30),
+)
+
+
+
+def cloudflare_argument_spec(**module_options):
+    """A copy of ``CLOUDFLARE_CONNECTION_SPEC`` updated with the module's own options."""
+    spec = copy.deepcopy(CLOUDFLARE_CONNECTION_SPEC)
+    spec.update(module_options)
+    return spec
+
 
 TOKEN_ADVICE = ("Create a Cloudflare API token with the permission Account > SCIM Provisioning > Edit for this account; "
                 "prefer an account-owned token (Manage Account > Account API Tokens), which keeps working when the person "
@@ -102,11 +122,19 @@ def parse_error_body(text):
     return None, None
 
 
+def token_rejected(err):
+    """True when the answer says the token itself is not accepted (401, or 400 for a malformed Authorization header)."""
+    return err.status == 401 or (err.status == 400 and err.code in MALFORMED_TOKEN_CODES)
+
+
 def explain(err, account_id=None):
     """The user-facing sentence for a failed call: token rejected (401), lacking permission (403), not found..."""
     if err.status is None:
         return "the Cloudflare SCIM endpoint is not reachable: %s" % err.message
     detail = " Cloudflare said: %s." % err.message.rstrip(".") if err.message else ""
+    if err.status == 400 and token_rejected(err):
+        return ("the SCIM token was rejected (HTTP 400): the Authorization header is malformed; check that scim_token holds "
+                "only the token value.%s %s" % (detail, TOKEN_ADVICE))
     if err.status == 401:
         return ("the SCIM token was rejected (HTTP 401): it is wrong, expired or revoked.%s %s" % (detail, TOKEN_ADVICE))
     if err.status == 403:
@@ -145,10 +173,13 @@ class CloudflareScimClient(object):
             raise CloudflareError(redact(message or "no error details in the response", [self._token]),
                                   status=response.status_code, code=code, url=url, ray_id=ray_id)
         try:
-            return response.json()
+            document = response.json()
         except ValueError:
-            raise CloudflareError("the answer is not JSON: %s" % redact(" ".join(response.text.split())[:200], [self._token]),
+            document = None
+        if not isinstance(document, dict):
+            raise CloudflareError("the answer is not a JSON object: %s" % redact(" ".join(response.text.split())[:200], [self._token]),
                                   status=response.status_code, code="InvalidResponse", url=url, ray_id=ray_id)
+        return document
 
     def service_provider_config(self):
         return self.get("ServiceProviderConfig")
@@ -279,7 +310,7 @@ class ScimCheck(object):
             result["users"] = self.client.total("Users")
         except CloudflareError as err:
             result["reachable"] = err.status is not None
-            if err.status in (401, 403):
+            if token_rejected(err) or err.status == 403:
                 result["token_valid"] = False
             return result, "Cloudflare SCIM check failed: %s" % explain(err, self.client.account_id), warnings
         result["reachable"] = True

@@ -135,7 +135,8 @@ def rule_default_access(assignment, app_roles):
     """DEFAULT_ACCESS_ROLE: an assignment to the default-access role instead of the app's ``User`` role."""
     if assignment.get("appRoleId") != DEFAULT_ACCESS_ROLE_ID:
         return []
-    user_role = [role for role in app_roles or [] if role.get("value") == "User"]
+    # The roles of a new non-gallery app carry value null; the User role is found by value or display name.
+    user_role = [role for role in app_roles or [] if "User" in (role.get("value"), role.get("displayName"))]
     hint = " (id %s)" % user_role[0].get("id") if user_role else ""
     principal_type = (assignment.get("principalType") or "principal").lower()
     obj = {"type": principal_type, "id": assignment.get("principalId"), "name": assignment.get("principalDisplayName")}
@@ -367,6 +368,6 @@ def run_preflight(client, sp_id, fail_on="error"):
         "sync_all": scope.sync_all,
         "findings": findings,
         "counts": counts,
-        "passed": not failed,
+        "passed": not failing(findings, "error" if fail_on == "never" else fail_on),
     }
     return result, (failure_summary(failed) if failed else None)

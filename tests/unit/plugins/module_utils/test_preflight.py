@@ -322,7 +322,7 @@ def test_run_preflight_result_and_failure():
     assert result["counts"]["users_checked"] == 2
     assert message.startswith("Preflight found 2 problem(s)")
     result, message = pf.run_preflight(fake_tenant(), SP_ID, fail_on="never")
-    assert message is None and result["passed"] is True
+    assert message is None and result["passed"] is False  # never fails, but errors exist
 
 
 def test_sync_all_true_from_secrets():
