@@ -120,8 +120,8 @@ class AppService:
     def find_by_app_id(self, app_id):
         """The application with this application (client) id, or None."""
         with error_step("list applications"):
-            apps = self.client.list("/applications", params={"$filter": "appId eq %s" % odata_quote(app_id),
-                                                              "$select": APPLICATION_FIELDS})
+            params = {"$filter": "appId eq %s" % odata_quote(app_id), "$select": APPLICATION_FIELDS}
+            apps = self.client.list("/applications", params=params)
         return apps[0] if apps else None
 
     def service_principal_of(self, app_id):

@@ -308,8 +308,8 @@ class AssignmentService:
         else:
             items = [None] * len(assignments)
         for assignment, item in zip(assignments, items):
-            step = "remove app role assignment of %s %s" % ((assignment.get("principalType") or "principal").lower(),
-                                                              assignment.get("principalDisplayName"))
+            kind = (assignment.get("principalType") or "principal").lower()
+            step = "remove app role assignment of %s %s" % (kind, assignment.get("principalDisplayName"))
             try:
                 if item is None:
                     with error_step(step):
