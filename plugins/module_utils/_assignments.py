@@ -60,6 +60,11 @@ def is_lag(err):
     return err.status in (404, 409) or (err.status == 400 and err.code == "UnknownError")
 
 
+def transient(err):
+    """A ``$batch`` item that throttling or an outage kept from running (sent again alone, where the transport retries it)."""
+    return isinstance(err, GraphError) and err.status in (429, 500, 502, 503, 504)
+
+
 def already_exists(err):
     return isinstance(err, GraphError) and err.status == 400 and ALREADY_EXISTS in (err.message or "").lower()
 
@@ -130,6 +135,15 @@ def interpret(principal, body, error):
     return _found(principal, matches[0]), None
 
 
+def _get(client, path, params, step):
+    """``(body, None)`` or ``(None, GraphError)`` for one plain GET."""
+    try:
+        with error_step(step):
+            return client.get(path, params=params), None
+    except GraphError as err:
+        return None, err
+
+
 def resolve_principals(client, principals, missing_ok=False):
     """Resolve every principal to ``{id, type, display_name, requested}`` (duplicates merged).
 
@@ -141,19 +155,17 @@ def resolve_principals(client, principals, missing_ok=False):
     lookups = [lookup(p) for p in principals]
     answers = []
     if len(lookups) == 1:
-        path, params, step = lookups[0]
-        try:
-            with error_step(step):
-                answers.append((client.get(path, params=params), None))
-        except GraphError as err:
-            answers.append((None, err))
+        answers.append(_get(client, *lookups[0]))
     elif lookups:
         requests = [{"method": "GET", "url": "%s?%s" % (path, encode_query(params))} for path, params, dummy in lookups]
-        for (dummy_path, dummy_params, step), item in zip(lookups, client.batch(requests)):
+        for (path, params, step), item in zip(lookups, client.batch(requests)):
             error = batch_error(item)
-            if error is not None:
+            body = item.get("body")
+            if transient(error):
+                body, error = _get(client, path, params, step)
+            elif error is not None:
                 error.step = step
-            answers.append((item.get("body"), error))
+            answers.append((body, error))
     resolved, missing, problems = [], [], []
     seen = set()
     for principal, (body, error) in zip(principals, answers):
@@ -286,7 +298,7 @@ class AssignmentService:
         for principal, item in zip(principals, items):
             try:
                 error = batch_error(item) if item is not None else None
-                if item is None or (error is not None and is_lag(error)):
+                if item is None or is_lag(error) or transient(error):
                     created.append(self._create_one(principal, role_id))
                 elif error is not None:
                     error.step = "assign app role to %s %s" % (principal["type"].lower(), principal["display_name"])
@@ -311,14 +323,13 @@ class AssignmentService:
             kind = (assignment.get("principalType") or "principal").lower()
             step = "remove app role assignment of %s %s" % (kind, assignment.get("principalDisplayName"))
             try:
-                if item is None:
+                error = batch_error(item) if item is not None else None
+                if item is None or transient(error):
                     with error_step(step):
                         self.client.delete("%s/%s" % (self.base, quote(assignment["id"], safe="")))
-                else:
-                    error = batch_error(item)
-                    if error is not None:
-                        error.step = step
-                        raise error
+                elif error is not None:
+                    error.step = step
+                    raise error
                 deleted.append(assignment)
             except GraphError as err:
                 if err.status != 404 and failure is None:

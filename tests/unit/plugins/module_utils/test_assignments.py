@@ -70,6 +70,7 @@ class FakeGraph(object):
         self.post_hidden = 0  # assignment POSTs answering 404 (the SP is not replicated to the writer yet)
         self.post_errors = {}  # principal id -> GraphError
         self.list_lags = False  # the list does not show assignments yet
+        self.batch_outages = 0  # batched requests answered 503 (no Retry-After) before they run
 
     def user(self, upn, name=None):
         obj = {"id": str(uuid.uuid4()), "userPrincipalName": upn, "displayName": name or upn.split("@")[0].title()}
@@ -157,6 +158,10 @@ class FakeGraph(object):
             method, url = request["method"], request["url"]
             self.calls.append((method + "(batch)", url, request.get("body")))
             path, dummy, query = url.partition("?")
+            if self.batch_outages > 0:
+                self.batch_outages -= 1
+                results.append(as_item(str(index + 1), 503, {"error": {"code": "serviceNotAvailable", "message": "Retry later."}}))
+                continue
             try:
                 if method == "GET":
                     results.append(as_item(str(index + 1), 200, self._get(path, dict(parse_qsl(query)))))
@@ -391,3 +396,20 @@ def test_failure_after_other_writes_is_a_partial_failure(graph, clock):
     assert caught.value.result["changed"] is True
     assert [a["principal_display_name"] for a in caught.value.result["added"]] == ["Ok"]
     assert caught.value.error.step == "assign app role to group Bad"
+
+
+@pytest.mark.parametrize("outages", [1, 2, 3])
+def test_batch_items_hit_by_an_outage_are_sent_again_alone(graph, clock, outages):
+    one, two, three = graph.group("One"), graph.group("Two"), graph.user("three@example.com", "Three")
+    graph.assign(three)
+    graph.batch_outages = outages
+    principals = [{"type": "group", "display_name": "One"}, {"type": "group", "display_name": "Two"}]
+    result = run(graph, clock, principals, purge=True)
+    assert result["changed"] is True
+    assert graph.assigned() == [("One", USER_ROLE_ID), ("Two", USER_ROLE_ID)]
+    resent = [call for call in graph.calls if call[0] in ("GET", "POST", "DELETE") and call[1] != "/servicePrincipals/%s" % SP_ID
+              and not (call[0] == "GET" and call[1].endswith("/appRoleAssignedTo"))]
+    # every request the outage hit is sent again alone, plus the single removal (one request needs no $batch)
+    assert len(resent) == outages + 1
+    assert [call[0] for call in resent].count("DELETE") == 1
+    assert sorted(a["principal_id"] for a in result["assignments"]) == sorted([one["id"], two["id"]])
