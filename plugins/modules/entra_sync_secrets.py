@@ -11,7 +11,7 @@ module: entra_sync_secrets
 short_description: Test and store the SCIM URL and token of a Microsoft Entra provisioning job
 version_added: 0.1.0
 description:
-  - Stores the provisioning credentials of an enterprise app, the "Admin Credentials" of the Entra admin center:
+  - Stores the provisioning credentials of an enterprise app (the "Admin Credentials" of the Entra admin center)
     C(BaseAddress) (Tenant URL), C(SecretToken) (the Cloudflare SCIM token), C(SyncAll) (scope) and
     C(SyncNotificationSettings) (failure notification e-mail).
   - With O(validate=true) the module first runs the admin center's "Test Connection" with the B(new) values (the
