@@ -52,7 +52,6 @@ CLOUDFLARE_CONNECTION_SPEC = dict(
 )
 
 
-
 def cloudflare_argument_spec(**module_options):
     """A copy of ``CLOUDFLARE_CONNECTION_SPEC`` updated with the module's own options."""
     spec = copy.deepcopy(CLOUDFLARE_CONNECTION_SPEC)

@@ -58,10 +58,10 @@ def rule_mail_missing(user, source=None):
     """MAIL_MISSING: Cloudflare's userName is the e-mail; a user without ``mail`` cannot be matched or created."""
     if user.get("mail"):
         return []
+    upn = user.get("userPrincipalName")
     return [finding("error", "MAIL_MISSING", user_ref(user),
                     "User '%s'%s has no mail attribute; Cloudflare needs an e-mail identical to the user principal name. "
-                    "Set the user's mail to '%s' in Entra ID." % (user.get("userPrincipalName"), _via(source),
-                                                                 user.get("userPrincipalName")))]
+                    "Set the user's mail to '%s' in Entra ID." % (upn, _via(source), upn))]
 
 
 def rule_upn_mail_mismatch(user, source=None):

@@ -102,7 +102,7 @@ notes:
     the Cloudflare permission B(Account > SCIM Provisioning > Edit) (Cloudflare has no read-only SCIM permission).
   - When the task fails because the endpoint is unreachable, the token is rejected or objects are missing, the
     failed result still carries every return value. Use C(failed_when) to only report.
-  - Check mode changes nothing: the module only reads.
+  - Check mode changes nothing, since the module only reads.
 seealso:
   - module: entrascim.cloudflare.entra_sync_secrets
   - module: entrascim.cloudflare.entra_scim_preflight

@@ -83,7 +83,7 @@ notes:
     but the synchronization read."
   - A service principal without saved synchronization secrets counts as C(SyncAll) false, the portal default.
   - Directly assigned users are read in C($batch) requests of 20; group members are read with paging.
-  - Check mode changes nothing: the module only reads.
+  - Check mode changes nothing, since the module only reads.
 seealso:
   - module: entrascim.cloudflare.cloudflare_scim_check
   - module: entrascim.cloudflare.entra_app_assignment

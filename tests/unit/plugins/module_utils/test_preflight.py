@@ -13,8 +13,9 @@ from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors impor
 
 SP_ID = "5f0e2c3a-1111-4c1e-9a56-0123456789ab"
 USER_ROLE = "18d14569-c3bd-439b-9a66-3a2aee01d14f"
-SP = {"id": SP_ID, "displayName": "Cloudflare SCIM - prod", "appRoles": [{"id": USER_ROLE, "value": None, "displayName": "User"},
-                                                                          {"id": "b9632174-c057-4f7e-951b-be3adc52bfe6", "value": "msiam_access"}]}
+SP = {"id": SP_ID, "displayName": "Cloudflare SCIM - prod",
+      "appRoles": [{"id": USER_ROLE, "value": None, "displayName": "User"},
+                   {"id": "b9632174-c057-4f7e-951b-be3adc52bfe6", "value": None, "displayName": "msiam_access"}]}
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 
