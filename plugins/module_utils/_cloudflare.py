@@ -155,13 +155,11 @@ class CloudflareScimClient(object):
         self.transport = transport or Transport(
             validate_certs=validate_certs, ca_path=ca_path, timeout=timeout,
             retry=RetryPolicy(max_attempts=5, deadline=max(60.0, 3.0 * timeout)), sleep=sleep, clock=clock)
-        self.requests = 0
 
     def get(self, path, params=None):
         """GET ``<base>/<path>`` and return the JSON document; raise ``CloudflareError`` otherwise."""
         url = "%s/%s" % (self.base_url, path.lstrip("/"))
         headers = {"Authorization": "Bearer %s" % self._token, "Accept": "application/scim+json, application/json"}
-        self.requests += 1
         try:
             response = self.transport.request("GET", url, headers=headers, params=params)
         except GraphError as err:  # no answer at all (connection, TLS, timeout): raised by the shared transport
@@ -188,16 +186,17 @@ class CloudflareScimClient(object):
         page = self.get(resource, params={"startIndex": 1, "count": 1})
         return int(page.get("totalResults") or 0)
 
-    def list_all(self, resource, attributes=None, page_size=PAGE_SIZE):
-        """Every resource of ``Users`` or ``Groups``, paging with startIndex/count; return ``(items, total)``."""
+    def list_all(self, resource, page_size=PAGE_SIZE):
+        """Every resource of ``Users`` or ``Groups``, paging with startIndex/count; return ``(items, total)``.
+
+        Only ``startIndex``, ``count`` and ``filter`` are documented for these listings (api-schemas ``scim-users-list``,
+        ``scim-groups-list``), so no ``attributes`` parameter is sent.
+        """
         items = []
         start = 1
         total = None
         for dummy in range(MAX_PAGES):
-            params = {"startIndex": start, "count": page_size}
-            if attributes:
-                params["attributes"] = attributes
-            page = self.get(resource, params=params)
+            page = self.get(resource, params={"startIndex": start, "count": page_size})
             resources = page.get("Resources") or []
             total = int(page.get("totalResults") if page.get("totalResults") is not None else len(items) + len(resources))
             items.extend(resources)
@@ -271,14 +270,23 @@ def expectation_warnings(expect_users, expect_groups):
     return warnings
 
 
+def _unique(names):
+    """The names in their order, each once."""
+    result = []
+    for name in names or []:
+        if name not in result:
+            result.append(name)
+    return result
+
+
 class ScimCheck(object):
     """One run of ``cloudflare_scim_check``: probe, count, compare with expectations, wait if asked to."""
 
     def __init__(self, client, expect_users=None, expect_groups=None, wait_timeout=0, fail_on_missing=True,
                  sleep=time.sleep, clock=time.monotonic):
         self.client = client
-        self.expect_users = list(expect_users or [])
-        self.expect_groups = list(expect_groups or [])
+        self.expect_users = _unique(expect_users)
+        self.expect_groups = _unique(expect_groups)
         self.wait_timeout = max(0, wait_timeout or 0)
         self.fail_on_missing = fail_on_missing
         self.sleep = sleep
@@ -287,9 +295,9 @@ class ScimCheck(object):
     def _snapshot(self, result):
         warnings = []
         if self.expect_users:
-            users, result["users"] = self.client.list_all("Users", attributes="userName")
+            users, result["users"] = self.client.list_all("Users")
             result["missing_users"] = find_missing(self.expect_users, [u.get("userName") or "" for u in users], "User", warnings)
-        groups, result["groups"] = self.client.list_all("Groups", attributes="displayName")
+        groups, result["groups"] = self.client.list_all("Groups")
         names = [g.get("displayName") or "" for g in groups]
         result["system_groups"] = len([name for name in names if name.startswith(SYSTEM_GROUP_PREFIX)])
         result["missing_groups"] = find_missing(self.expect_groups, names, "Group", warnings)

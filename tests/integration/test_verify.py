@@ -96,9 +96,9 @@ def cloudflare_account(state):
 
 @pytest.fixture(scope="module")
 def tenant(emulator, secrets):
-    for label, value in (("verify token", TOKEN), ("verify revoked token", REVOKED_TOKEN), ("verify token without permission",
-                                                                                         NO_PERMISSION_TOKEN)):
-        secrets.add(label, value)
+    secrets.add("verify token", TOKEN)
+    secrets.add("verify revoked token", REVOKED_TOKEN)
+    secrets.add("verify token without permission", NO_PERMISSION_TOKEN)
     ids = emulator.seed(SEED)
     users, groups = ids["users"], ids["groups"]
     graph = Graph(emulator)

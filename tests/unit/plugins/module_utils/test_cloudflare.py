@@ -403,6 +403,13 @@ def test_wait_gives_up_at_the_timeout():
     assert fake_time.sleeps == [2, 4, 8, 6]
 
 
+def test_duplicate_expectations_are_reported_once():
+    with ScimServer(users=[]) as server:
+        result, message, dummy = check_for(server, expect_users=["a@x.com", "b@x.com", "a@x.com"]).run()
+    assert result["missing_users"] == ["a@x.com", "b@x.com"]
+    assert "users a@x.com, b@x.com." in message
+
+
 def test_no_wait_means_one_poll():
     fake_time = FakeTime()
     with ScimServer(users=[]) as server:
