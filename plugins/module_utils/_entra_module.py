@@ -25,7 +25,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ._auth import AUTH_METHODS, CLOUDS, HAS_MSAL, MSAL_IMPORT_ERROR, resolve_cloud, select_auth
+from ._auth import AUTH_METHODS, HAS_MSAL, MSAL_IMPORT_ERROR, resolve_cloud, select_auth
 from ._consistency import ConsistencyTimeout
 from ._errors import AuthError, GraphError, failure_details, failure_message
 from ._graph import GraphClient
@@ -40,7 +40,7 @@ ENTRA_ARGUMENT_SPEC = dict(
     access_token=dict(type="str", no_log=True),
     auth_method=dict(type="str", default="auto", choices=list(AUTH_METHODS)),
     managed_identity_client_id=dict(type="str"),
-    cloud=dict(type="str", choices=sorted(CLOUDS)),
+    cloud=dict(type="str", choices=["public", "usgovernment", "china"]),
     graph_endpoint=dict(type="str"),
     authority_host=dict(type="str", fallback=(env_fallback, ["AZURE_AUTHORITY_HOST"])),
     validate_certs=dict(type="bool", default=True),
@@ -152,4 +152,3 @@ class EntraModule:
         result.setdefault("changed", False)
         self._emit_auth_warnings()
         self.module.exit_json(**result)
-

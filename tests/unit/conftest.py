@@ -2,28 +2,23 @@
 # Copyright (c) entrascim.cloudflare contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared fixtures of the unit tests: a throw-away PKI, real local HTTPS servers, a fake clock,
-a hermetic environment, and a check that no secret value ever reaches the captured output."""
+a hermetic environment, and a report hook that fails a test when a secret value reaches its
+captured output or failure text."""
 
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import (
+    CLIENT_ID, CLIENT_SECRET, SECRET_VALUES, TENANT_ID, FakeClock,
+)
 from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_servers import ConnectProxy, FakeMicrosoft
 from ansible_collections.entrascim.cloudflare.tests.unit.utils.pki import TestPKI
-
-TENANT_ID = "contoso-tenant"
-CLIENT_ID = "11111111-2222-3333-4444-555555555555"
-CLIENT_SECRET = "Cl1ent~Secret.Value-For-Tests-0123456789abcdef"
-MI_CLIENT_ID = "99999999-8888-7777-6666-555555555555"
-
-# Every secret value a test used; checked against the captured output after each test.
-SECRET_VALUES = set([CLIENT_SECRET])
 
 _ENV_TO_CLEAR = (
     "AZURE_TENANT_ID", "AZURE_TENANT", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_SECRET",
@@ -32,35 +27,6 @@ _ENV_TO_CLEAR = (
     "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
     "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
 )
-
-
-def collections_root():
-    """The directory that contains ``ansible_collections`` (for PYTHONPATH of child processes)."""
-    path = os.path.dirname(os.path.abspath(__file__))
-    while os.path.basename(path) != "ansible_collections":
-        parent = os.path.dirname(path)
-        if parent == path:
-            raise RuntimeError("tests must run from a staged .../ansible_collections/entrascim/cloudflare tree")
-        path = parent
-    return os.path.dirname(path)
-
-
-class FakeClock:
-    """Injected ``sleep``/``clock``/``now``: sleeping advances the clock and is recorded, instantly."""
-
-    def __init__(self, start=1000.0):
-        self.now_value = start
-        self.sleeps = []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now_value += seconds
-
-    def clock(self):
-        return self.now_value
-
-    def advance(self, seconds):
-        self.now_value += seconds
 
 
 @pytest.fixture(scope="session")
@@ -81,12 +47,11 @@ def hermetic_env(monkeypatch, tmp_path, pki):
 
 @pytest.fixture
 def fake_ms(pki):
-    server = FakeMicrosoft(pki, tenant=TENANT_ID)
+    SECRET_VALUES.add(pki.client_password)
+    server = FakeMicrosoft(pki, tenant=TENANT_ID, secret_sink=SECRET_VALUES)
     server.register_app(CLIENT_ID, secret=CLIENT_SECRET, certificate=pki.client_cert)
     with server:
         yield server
-    SECRET_VALUES.update(server.issued)
-    SECRET_VALUES.add(server.msi_header)
 
 
 @pytest.fixture
@@ -100,29 +65,24 @@ def fake_clock():
     return FakeClock()
 
 
-@pytest.fixture(autouse=True)
-def no_secret_in_output(capfd, pki):
-    """Fail any test whose stdout/stderr shows a secret (client secret, key password, issued token)."""
-    yield
-    SECRET_VALUES.add(pki.client_password)
-    out, err = capfd.readouterr()
-    sys.stdout.write(out)
-    sys.stderr.write(err)
-    leaked = [s for s in SECRET_VALUES if s and (s in out or s in err)]
-    assert not leaked, "secret values appeared in the test output"
-
-
-def run_python(code, env=None, timeout=60):
-    """Run ``code`` in a fresh Python process with the staged collection importable; return the last JSON line."""
-    child_env = dict(os.environ)
-    child_env.update(env or {})
-    child_env["PYTHONPATH"] = collections_root()
-    proc = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, "child failed (rc %s): %s" % (proc.returncode, proc.stderr[-2000:])
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    for secret in SECRET_VALUES:
-        assert secret not in proc.stdout and secret not in proc.stderr
-    return json.loads(lines[-1])
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Fail any test phase whose captured stdout/stderr/log shows a registered secret (client secret,
+    key password, issued tokens), and redact secrets from failure reports (test sources hold literals)."""
+    outcome = yield
+    report = outcome.get_result()
+    secrets_now = sorted((s for s in list(SECRET_VALUES) if s), key=len, reverse=True)
+    leaked = any(secret in content for dummy, content in report.sections for secret in secrets_now)
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if any(secret in text for secret in secrets_now):
+            for secret in secrets_now:
+                text = text.replace(secret, "<redacted secret>")
+            report.longrepr = text
+    if leaked:
+        report.sections = [(name, "<output withheld: it contained a secret value>") for name, dummy in report.sections]
+        report.outcome = "failed"
+        report.longrepr = "a secret value (client secret, key password or access token) appeared in the captured output of %s" % item.nodeid
 
 
 @pytest.fixture

@@ -143,8 +143,9 @@ class _TLSServer(ThreadingHTTPServer):
 class FakeMicrosoft:
     """See the module docstring. Use as a context manager or call ``start()``/``stop()``."""
 
-    def __init__(self, pki, tenant="contoso-tenant"):
+    def __init__(self, pki, tenant="contoso-tenant", secret_sink=None):
         self.pki = pki
+        self.secret_sink = secret_sink if secret_sink is not None else set()
         self.tenant = tenant
         self.lock = threading.Lock()
         self.requests = []
@@ -155,6 +156,7 @@ class FakeMicrosoft:
         self.token_requests = 0
         self.token_delay = 0.0
         self.msi_header = "identity-header-" + secrets.token_hex(8)
+        self.secret_sink.add(self.msi_header)
         self.msi_requests = 0
         self.require_auth = True
         self.last_assertion_header = None
@@ -204,6 +206,7 @@ class FakeMicrosoft:
         token = "tok-" + secrets.token_hex(16)
         with self.lock:
             self.issued[token] = subject
+            self.secret_sink.add(token)
         return token
 
     def revoke(self, token):
