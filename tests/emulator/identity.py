@@ -89,14 +89,15 @@ class Identity:
         params = dict(urllib.parse.parse_qsl(raw_query))
         endpoint = urllib.parse.urlsplit(params.get("authorization_endpoint", ""))
         own = urllib.parse.urlsplit(self.base_url)
-        if endpoint.scheme != "https" or endpoint.hostname not in ("127.0.0.1", "localhost") or endpoint.port != own.port:
+        # msal builds authorization_endpoint from the authority's host name only (authority.py canonicalize drops the port).
+        if endpoint.scheme != "https" or endpoint.hostname not in ("127.0.0.1", "localhost") or endpoint.port not in (None, own.port):
             return Response.json(400, {"error": "invalid_instance",
                                         "error_description": "AADSTS50049: Unknown or invalid instance.", "error_codes": [50049]})
         tenant = endpoint.path.strip("/").split("/")[0] or "common"
         return Response.json(200, {
             "tenant_discovery_endpoint": "%s/%s/v2.0/.well-known/openid-configuration" % (self.base_url, tenant),
             "api-version": "1.1",
-            "metadata": [{"preferred_network": endpoint.netloc, "preferred_cache": endpoint.netloc, "aliases": [endpoint.netloc]}],
+            "metadata": [{"preferred_network": own.netloc, "preferred_cache": own.netloc, "aliases": [own.netloc]}],
         })
 
     # -------------------------------------------------------------- token endpoint
@@ -172,12 +173,9 @@ class Identity:
         algorithm = header.get("alg")
         if algorithm not in ASSERTION_ALGORITHMS:
             return 5002738, "Invalid JWT token. '%s' is not a supported signature algorithm." % algorithm
-        certificate = None
-        for cert in client["certificates"]:
-            if ("x5t#S256" in header and cert["thumbprints"]["x5t#S256"] == header["x5t#S256"]) or \
-                    ("x5t#S256" not in header and header.get("x5t") and cert["thumbprints"]["x5t"] == header["x5t"]):
-                certificate = cert
-                break
+        # msal sends the thumbprints base64url-encoded with padding; compare without it.
+        wanted = ("x5t#S256", str(header["x5t#S256"]).rstrip("=")) if "x5t#S256" in header else ("x5t", str(header.get("x5t") or "").rstrip("="))
+        certificate = next((cert for cert in client["certificates"] if wanted[1] and cert["thumbprints"][wanted[0]] == wanted[1]), None)
         if certificate is None:
             return 700027, ("The certificate with identifier used to sign the client assertion is not registered on application. "
                             "[Reason - The key was not found., Thumbprint of key used by client: '%s']"
