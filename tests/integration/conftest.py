@@ -85,7 +85,7 @@ def emulator(tmp_path_factory, secrets):
     emu = harness.Emulator(str(workdir), faults="none", cycle_interval=1)
     with emu:
         secrets.add("client secret", harness.DEFAULT_CLIENT["client_secret"])
-        for index, account in enumerate(harness.default_seed().get("cloudflare_accounts", [])):
+        for index, account in enumerate(harness.DEFAULT_SEED.get("cloudflare_accounts", [])):
             for token in account.get("tokens", []):
                 secrets.add("cloudflare token %d" % index, token["value"])
         yield emu
