@@ -20,9 +20,6 @@ import re
 import urllib.parse
 import uuid
 
-import pydantic
-from scim2_models import Context, Group, PatchOp, User
-
 from .errors import iso
 from .state import fingerprint
 from .web import Response
@@ -36,6 +33,17 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ACCOUNT_PATH_RE = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/scim/v2(?P<rest>/.*)?$")
 BASE_PATH_RE = re.compile(r"^/client/v4/accounts/(?P<account>[0-9a-f]{32})/scim/v2/?$")
 MAX_COUNT = 1000
+
+
+def scim2():
+    """The scim2-models module, imported on first use: it takes most of the emulator's start-up time, so the
+    server imports it in the background after the ready file is written (``warm_up``)."""
+    import scim2_models  # pylint: disable=import-outside-toplevel
+    return scim2_models
+
+
+def warm_up():
+    scim2().User.to_schema()
 
 
 def _token_hash(token):
@@ -173,18 +181,20 @@ def _validation_detail(exc):
     return "%s: %s" % (location, first.get("msg")), ("invalidSyntax" if first.get("type") == "extra_forbidden" else "invalidValue")
 
 
-def _parse(model, payload, scim_ctx):
+def _parse(model, payload, context_name):
+    """Validate ``payload`` as a scim2-models ``model`` in the named SCIM context; 400 SCIM error when invalid."""
+    import pydantic  # pylint: disable=import-outside-toplevel
     if not isinstance(payload, dict):
         raise ScimError(400, "The request body must be a JSON object.", "invalidSyntax")
     try:
-        return model.model_validate(payload, scim_ctx=scim_ctx)
+        return model.model_validate(payload, scim_ctx=getattr(scim2().Context, context_name))
     except pydantic.ValidationError as exc:
         detail, scim_type = _validation_detail(exc)
         raise ScimError(400, detail, scim_type) from None
 
 
 def _dump(model):
-    return model.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+    return model.model_dump(scim_ctx=scim2().Context.RESOURCE_QUERY_RESPONSE)
 
 
 def _normalise_entra_patch(body):
@@ -337,8 +347,8 @@ class ScimService:
     @staticmethod
     def schemas(location):
         documents = []
-        for model in (User, Group):
-            schema = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        for model in (scim2().User, scim2().Group):
+            schema = _dump(model.to_schema())
             schema["meta"] = {"resourceType": "Schema", "location": "%s/Schemas/%s" % (location, schema["id"])}
             documents.append(schema)
         return documents
@@ -391,7 +401,7 @@ class ScimService:
                 raise ScimError(409, "User with userName '%s' already exists" % user_name, "uniqueness")
 
     def _create_user(self, account, request, location):
-        model = _parse(User, self._body(request), Context.RESOURCE_CREATION_REQUEST)
+        model = _parse(scim2().User, self._body(request), "RESOURCE_CREATION_REQUEST")
         user = _dump(model)
         user.pop("id", None)
         self._check_user(user, account)
@@ -405,9 +415,9 @@ class ScimService:
 
     def _patch_user(self, account, request, user):
         body = self._body(request)
-        patch = _parse(PatchOp[User], _normalise_entra_patch(body), Context.RESOURCE_PATCH_REQUEST)
+        patch = _parse(scim2().PatchOp[scim2().User], _normalise_entra_patch(body), "RESOURCE_PATCH_REQUEST")
         work_email = self._patched_work_email(body)
-        model = _parse(User, {k: v for k, v in user.items() if k != "meta"}, Context.RESOURCE_QUERY_RESPONSE)
+        model = _parse(scim2().User, {k: v for k, v in user.items() if k != "meta"}, "RESOURCE_QUERY_RESPONSE")
         try:
             patch.patch(model)
         except (ValueError, TypeError) as exc:
@@ -444,7 +454,7 @@ class ScimService:
                 raise ScimError(400, "Group member '%s' is not a user of this account" % member.get("value"), "invalidValue")
 
     def _create_group(self, account, request, location):
-        model = _parse(Group, self._body(request), Context.RESOURCE_CREATION_REQUEST)
+        model = _parse(scim2().Group, self._body(request), "RESOURCE_CREATION_REQUEST")
         group = _dump(model)
         group.pop("id", None)
         self._check_group(group, account)
@@ -459,13 +469,13 @@ class ScimService:
 
     def _patch_group(self, account, request, group):
         body = _normalise_entra_patch(self._body(request))
-        patch = _parse(PatchOp[Group], body, Context.RESOURCE_PATCH_REQUEST)
+        patch = _parse(scim2().PatchOp[scim2().Group], body, "RESOURCE_PATCH_REQUEST")
         kind = account.group_kind.get(group["id"], "custom")
         if kind != "custom":
             for op in body.get("Operations") or []:
                 if not str(op.get("path", "")).lower().startswith("members"):
                     raise ScimError(400, "Only member operations are allowed on the %s group '%s'" % (kind, group["displayName"]), "mutability")
-        model = _parse(Group, {k: v for k, v in group.items() if k != "meta"}, Context.RESOURCE_QUERY_RESPONSE)
+        model = _parse(scim2().Group, {k: v for k, v in group.items() if k != "meta"}, "RESOURCE_QUERY_RESPONSE")
         try:
             patch.patch(model)
         except (ValueError, TypeError) as exc:

@@ -18,7 +18,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .app import App
-from .cloudflare import CloudflareAccount
+from .cloudflare import CloudflareAccount, warm_up
 from .faults import FaultConfigError, Faults
 from .state import SeedError, State
 from .tls import generate_server_material
@@ -170,6 +170,7 @@ def main(argv=None):
                 sys.stderr.write("emulator: provisioning cycle failed\n%s" % traceback.format_exc())
 
     threading.Thread(target=cycles, name="emulator-cycles", daemon=True).start()
+    threading.Thread(target=warm_up, name="emulator-warm-up", daemon=True).start()
     base = "https://127.0.0.1:%d" % port
     _write_ready(args.ready_file, {
         "graph_endpoint": base, "authority_host": base, "cloudflare_api_endpoint": base + "/client/v4", "ca_path": ca_path,

@@ -1,0 +1,104 @@
+"""Fault injection at configured rates (statistically, seeded), latency per operation, profiles (faults.py)."""
+
+import concurrent.futures
+import json
+import math
+import time
+
+import pytest
+
+from tests.emulator import faults as fault_config
+
+ALICE = "a1b2c3d4-0001-4000-8000-000000000001"
+
+
+def _within(count, trials, rate, sigmas=4.5):
+    expected = trials * rate
+    spread = sigmas * math.sqrt(trials * rate * (1 - rate))
+    return expected - spread <= count <= expected + spread
+
+
+def _statuses(graph, trials, path="/users/" + ALICE):
+    return [graph.get(path).status_code for _index in range(trials)]
+
+
+def test_429_and_503_at_configured_rates(graph, faults):
+    faults({"rate_429": 0.2, "rate_503": 0.1, "retry_after": 1, "seed": 11})
+    statuses = _statuses(graph, 400)
+    throttled, unavailable = statuses.count(429), statuses.count(503)
+    assert _within(throttled, 400, 0.2)
+    assert _within(unavailable, 400 * 0.8, 0.1)  # the 503 roll happens only when no 429 was drawn
+    assert statuses.count(200) == 400 - throttled - unavailable
+
+
+def test_throttled_response_carries_retry_after_and_graph_body(graph, faults):
+    faults({"rate_429": 1.0, "retry_after": 3})
+    response = graph.get("/users/" + ALICE)
+    assert response.status_code == 429 and response.headers["Retry-After"] == "3"
+    error = response.json()["error"]
+    assert error["code"] == "TooManyRequests" and error["innerError"]["status"] == "429"
+    faults({"rate_503": 1.0})
+    response = graph.get("/users/" + ALICE)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "serviceNotAvailable"
+
+
+def test_same_seed_same_faults(graph, faults):
+    faults({"rate_429": 0.5, "seed": 99})
+    first = _statuses(graph, 40)
+    faults({"rate_429": 0.5, "seed": 99})
+    assert _statuses(graph, 40) == first
+    faults({"rate_429": 0.5, "seed": 100})
+    assert _statuses(graph, 40) != first
+
+
+def test_rates_per_operation(graph, faults):
+    faults({"rate_429": {"default": 0.0, "groups.get": 1.0}})
+    assert set(_statuses(graph, 10)) == {200}
+    assert set(_statuses(graph, 5, "/groups/b1c2d3e4-0001-4000-8000-000000000001")) == {429}
+
+
+def test_latency_per_operation_does_not_block_other_requests(graph, faults):
+    faults({"latency_ms": {"default": 0, "users.get": 400}})
+    started = time.monotonic()
+    graph.get("/groups/b1c2d3e4-0001-4000-8000-000000000001")
+    assert time.monotonic() - started < 0.3
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _i: graph.get("/users/" + ALICE).status_code, range(4)))
+    elapsed = time.monotonic() - started
+    assert results == [200] * 4
+    assert 0.4 <= elapsed < 1.2  # four delayed requests in parallel, not 1.6 s in a row
+
+
+def test_time_scale_shrinks_latency_and_lag(graph, faults):
+    faults({"latency_ms": {"default": 0, "users.get": 1000}, "time_scale": 0.1})
+    started = time.monotonic()
+    graph.get("/users/" + ALICE)
+    assert 0.1 <= time.monotonic() - started < 0.5
+
+
+def test_profiles_and_config_validation(emulator, tmp_path):
+    realistic = emulator.set_faults("realistic")
+    try:
+        assert realistic["profile"] == "realistic" and 0 < realistic["rate_429"] <= 0.05 and realistic["replication_lag_s"] > 0
+        assert realistic["instantiate_404_rate"] == pytest.approx(0.2)
+        harsh = emulator.set_faults({"profile": "harsh", "time_scale": 0.5})
+        assert harsh["rate_429"] > realistic["rate_429"] and harsh["rate_503"] > realistic["rate_503"] and harsh["time_scale"] == 0.5
+        assert emulator.set_faults({"latency_ms": 5})["latency_ms"]["default"] == 5
+    finally:
+        emulator.set_faults("none")
+    for bad in ({"rate_429": 2}, {"latancy_ms": 5}, {"profile": "brutal"}, {"seed": "x"}, {"latency_ms": {"default": -1}}):
+        with pytest.raises(Exception) as failure:
+            emulator.set_faults(bad)
+        assert "400" in str(failure.value)
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps({"profile": "realistic", "rate_503": 0.0}))
+    assert fault_config.resolve(str(path))["rate_503"] == 0.0
+    with pytest.raises(fault_config.FaultConfigError):
+        fault_config.resolve(str(tmp_path / "missing.json"))
+
+
+def test_token_endpoint_and_admin_api_are_not_throttled(emulator, faults):
+    faults({"rate_429": 1.0, "rate_503": 1.0})
+    assert emulator.token()
+    assert emulator.state()["tenant_id"] == emulator.tenant_id
