@@ -283,11 +283,20 @@ class _Tally(object):
         self.nested = set()
         self.groups = set()
         self.member_users = 0
+        self.users = {}
 
     def user(self, data, source=None):
         if data.get("id") not in self.checked_users:
             self.checked_users.add(data.get("id"))
+            self.users[data.get("id")] = data
             self.findings.extend(check_user(data, source))
+
+    def provisioned_users(self):
+        """UPNs of the enabled users in scope that no error finding keeps out of Cloudflare."""
+        blocked = set(item["object"].get("id") for item in self.findings
+                      if item["severity"] == "error" and item["object"].get("type") == "user")
+        return sorted(data.get("userPrincipalName") for user_id, data in self.users.items()
+                      if user_id not in blocked and data.get("accountEnabled") is not False and data.get("userPrincipalName"))
 
 
 def _evaluate_group(scope, assignment, tally):
@@ -306,6 +315,12 @@ def _evaluate_group(scope, assignment, tally):
 
 def evaluate(scope):
     """Apply every rule to a scope; return ``(findings, counts)``."""
+    findings, counts, dummy = evaluate_with_users(scope)
+    return findings, counts
+
+
+def evaluate_with_users(scope):
+    """Apply every rule to a scope; return ``(findings, counts, provisioned_users)``."""
     tally = _Tally()
     sp = scope.service_principal
     tally.findings.extend(rule_scope(scope.assignments, scope.sync_all, sp))
@@ -331,7 +346,7 @@ def evaluate(scope):
         "warnings": severities.count("warning"),
         "infos": severities.count("info"),
     }
-    return sort_findings(tally.findings), counts
+    return sort_findings(tally.findings), counts, tally.provisioned_users()
 
 
 def sort_findings(findings):
@@ -360,7 +375,7 @@ def failure_summary(failed):
 def run_preflight(client, sp_id, fail_on="error"):
     """Read the scope, apply the rules; return the module result and the failure message (None = passed)."""
     scope = read_scope(client, sp_id)
-    findings, counts = evaluate(scope)
+    findings, counts, provisioned = evaluate_with_users(scope)
     failed = failing(findings, fail_on)
     result = {
         "changed": False,
@@ -368,6 +383,7 @@ def run_preflight(client, sp_id, fail_on="error"):
         "sync_all": scope.sync_all,
         "findings": findings,
         "counts": counts,
+        "provisioned_users": provisioned,
         "passed": not failing(findings, "error" if fail_on == "never" else fail_on),
     }
     return result, (failure_summary(failed) if failed else None)

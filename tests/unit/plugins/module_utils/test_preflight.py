@@ -366,3 +366,11 @@ def test_batch_item_failure_other_than_404_is_raised():
         pf.read_scope(client, SP_ID)
     assert info.value.status == 403
     assert info.value.step == "read users"
+
+
+def test_provisioned_users_leave_out_blocked_and_disabled_users():
+    dummy, counts, provisioned = pf.evaluate_with_users(full_scope())
+    # Bob (UPN differs from mail in case), Erin (no mail) and Frank (disabled) will not arrive in Cloudflare;
+    # Dan's default-access assignment is only a warning.
+    assert provisioned == ["alice@contoso.com", "dan@contoso.com"]
+    assert counts["users_checked"] == 5
