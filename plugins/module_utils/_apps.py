@@ -23,6 +23,8 @@ __metaclass__ = type
 
 import time
 
+from urllib.parse import quote
+
 from ._consistency import wait_until_visible
 from ._errors import GraphError, error_step
 from ._graph import odata_quote
@@ -201,7 +203,7 @@ class AppService:
         """
         try:
             with error_step("instantiate application"):
-                created = self.client.post("/applicationTemplates/%s/instantiate" % template_id, {"displayName": display_name})
+                created = self.client.post("/applicationTemplates/%s/instantiate" % quote(template_id, safe=""), {"displayName": display_name})
         except GraphError as err:
             if err.status != 404:
                 raise
@@ -238,7 +240,7 @@ def _select(service, display_name, template_id, app_id):
     """Find the one app the task is about: ``(app or None)``; raise AppError for duplicates or a mismatched pin."""
     if app_id:
         app = service.find_by_app_id(app_id)
-        if app and display_name is not None and app.get("displayName") != display_name:
+        if app and display_name is not None and (app.get("displayName") or "").lower() != display_name.lower():
             raise AppError("The application with app_id %s is named '%s', not '%s'. Fix display_name or app_id."
                            % (app_id, app.get("displayName"), display_name), application=application_result(app))
         return app
