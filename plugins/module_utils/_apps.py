@@ -167,8 +167,10 @@ class AppService:
             with error_step("read service principal"):
                 fresh = self.client.get(sp_path, params={"$select": SERVICE_PRINCIPAL_FIELDS})
             if display_name is not None and not any(item.get("id") == app["id"] for item in self.find_by_name(display_name, template_id)):
-                raise GraphError("application %s is not yet listed under its display name" % app["id"], status=404,
-                                 code="Request_ResourceNotFound")
+                error = GraphError("application %s is not yet listed under its display name" % app["id"], status=404,
+                                   code="Request_ResourceNotFound")
+                error.step = "list applications"
+                raise error
             return fresh
 
         return wait_until_visible(read, self.wait_timeout, consecutive=self.consecutive, interval=self.interval,

@@ -360,3 +360,23 @@ def test_result_shapes_are_snake_case():
     assert application_result(None) == {}
     assert service_principal_result({"id": "s", "appId": "a", "displayName": "n", "appRoles": None}) == {
         "id": "s", "app_id": "a", "display_name": "n", "app_roles": []}
+
+
+def test_waits_until_the_name_lookup_lists_the_new_app(clock):
+    graph = FakeGraph()
+    original = graph.list
+    lagging = {"misses": 2}
+
+    def list_lagging(path, params=None):
+        found = original(path, params)
+        if lagging["misses"] and "displayName" in (params or {}).get("$filter", "") and graph.writes:
+            lagging["misses"] -= 1
+            return []
+        return found
+
+    graph.list = list_lagging
+    messages = []
+    result = ensure_app(service(graph, clock, progress=messages.append), "present", "Prod", TEMPLATE)
+    assert result["changed"] is True
+    assert len([m for m in messages if "not yet listed under its display name" in m]) == 2
+    assert len([m for m in messages if "visible (" in m]) == 3
