@@ -26,7 +26,8 @@ class ConsistencyTimeout(GraphError):
 
     Carries the last Graph error's ``status``/``code``/``request_id`` (so 403 answers still name
     the permission), plus ``what`` (what we waited for), ``waited`` (seconds), ``successes``
-    (consecutive successful reads reached) and ``last_error``.
+    (consecutive successful reads reached) and ``last_error``. Because ``status`` mirrors the last
+    answer, code that maps a 404 to "absent" must let a ConsistencyTimeout through first.
     """
 
     def __init__(self, what, waited, last_error=None, successes=0, needed=None, attempts=0):

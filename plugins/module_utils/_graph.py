@@ -192,8 +192,10 @@ class GraphClient:
         seen = set()
         for dummy in range(MAX_PAGES):
             page = self._parse(self._send("GET", url, headers=headers)) or {}
+            if not isinstance(page, dict):
+                raise GraphError("Expected a JSON collection from %s" % url, code="InvalidResponse", url=url)
             yield page
-            next_link = page.get("@odata.nextLink") if isinstance(page, dict) else None
+            next_link = page.get("@odata.nextLink")
             if not next_link:
                 return
             if next_link in seen:
