@@ -6,6 +6,7 @@ Graph conventions applied here (reference/graph_api.md): error JSON with ``inner
 the permission (§0, §2), ``$batch`` rules (§13), 429/503 with ``Retry-After`` (§11-§12).
 """
 
+import functools
 import json
 import re
 import threading
@@ -130,32 +131,38 @@ class App:
             return response
         return self.login_request(request)
 
-    def login_request(self, request):
+    def _login_route(self, request):
+        """``(operation, handler(request) -> Response, client_id)`` for a login request, or ``None``."""
         path, method = request.path, request.method
-        client_id = None
+        query_client = dict(urllib.parse.parse_qsl(request.raw_query)).get("client_id")
         if path == "/msi/token" and method == "GET":
-            operation, handler = "token.managed_identity", self.identity.app_service_token
-            client_id = dict(urllib.parse.parse_qsl(request.raw_query)).get("client_id")
-        elif path == "/metadata/identity/oauth2/token" and method == "GET":
-            operation, handler = "token.managed_identity", self.identity.imds_token
-            client_id = dict(urllib.parse.parse_qsl(request.raw_query)).get("client_id")
-        elif path == "/common/discovery/instance" and method == "GET":
-            operation, handler = "login.instance_discovery", lambda r: self.identity.instance_discovery(r.raw_query)
-        else:
-            match = TENANT_PATH.match(path)
-            if match is None:
-                return self._unknown_path(request)
-            tenant, rest = match.group("tenant"), match.group("rest")
-            if rest.startswith("oauth2") and method == "POST":
-                operation, handler = "token", lambda r: self.identity.token(tenant, r)
-                form = dict(urllib.parse.parse_qsl(request.body.decode("utf-8", "replace")))
-                client_id = form.get("client_id")
-            elif rest.startswith("v2.0") and method == "GET":
-                operation, handler = "login.openid_configuration", lambda r: self.identity.openid_configuration(tenant)
-            elif rest.startswith("discovery") and method == "GET":
-                operation, handler = "login.keys", lambda r: self.identity.jwks(tenant)
-            else:
-                return Response.json(405, {"error": "invalid_request", "error_description": "Method %s is not allowed here." % method})
+            return "token.managed_identity", self.identity.app_service_token, query_client
+        if path == "/metadata/identity/oauth2/token" and method == "GET":
+            return "token.managed_identity", self.identity.imds_token, query_client
+        if path == "/common/discovery/instance" and method == "GET":
+            return "login.instance_discovery", self.identity.instance_discovery, None
+        match = TENANT_PATH.match(path)
+        if match is None:
+            return None
+        tenant, rest = match.group("tenant"), match.group("rest")
+        if rest.startswith("oauth2") and method == "POST":
+            form_client = dict(urllib.parse.parse_qsl(request.body.decode("utf-8", "replace"))).get("client_id")
+            return "token", functools.partial(self.identity.token, tenant), form_client
+        if rest.startswith("v2.0") and method == "GET":
+            return "login.openid_configuration", functools.partial(self.identity.openid_configuration, tenant), None
+        if rest.startswith("discovery") and method == "GET":
+            return "login.keys", functools.partial(self.identity.jwks, tenant), None
+        return "login.method_not_allowed", self._login_method_not_allowed, None
+
+    @staticmethod
+    def _login_method_not_allowed(request):
+        return Response.json(405, {"error": "invalid_request", "error_description": "Method %s is not allowed here." % request.method})
+
+    def login_request(self, request):
+        route = self._login_route(request)
+        if route is None:
+            return self._unknown_path(request)
+        operation, handler, client_id = route
         self._sleep(operation)
         with self.state.lock:
             response = handler(request)
@@ -183,7 +190,7 @@ class App:
         header = request.headers.get("Authorization") or ""
         challenge = {"WWW-Authenticate": 'Bearer realm="", authorization_uri="%s/common/oauth2/authorize", '
                                          'client_id="00000003-0000-0000-c000-000000000000"' % self.base_url}
-        scheme, _, token = header.partition(" ")
+        scheme, _space, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.", headers=challenge)
         with self.state.lock:
@@ -323,7 +330,7 @@ class App:
 
     def _batch_item(self, outer, item, principal):
         url = item["url"] if item["url"].startswith("/") else "/" + item["url"]
-        path, _, raw_query = url.partition("?")
+        path, _mark, raw_query = url.partition("?")
         headers = dict(item.get("headers") or {})
         headers["Authorization"] = outer.headers.get("Authorization")
         body = json.dumps(item["body"]).encode("utf-8") if "body" in item else b""

@@ -276,7 +276,7 @@ class ScimService:
     def _authenticate(self, account_id, header):
         if not header:
             return cloudflare_error(400, 9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers")
-        scheme, _, token = header.partition(" ")
+        scheme, _space, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return cloudflare_error(400, 6003, "Invalid request headers")
         digest = _token_hash(token.strip())

@@ -524,5 +524,3 @@ ROUTES = [
 def normalize_path(path):
     """Rewrite alternate keys ``servicePrincipals(appId='x')`` / ``applications(appId='x')`` to ``.../appId=x``."""
     return re.sub(r"(?i)/(servicePrincipals|applications)\(appId='([^']*)'\)", lambda m: "/%s/appId=%s" % (m.group(1), m.group(2)), path)
-
-

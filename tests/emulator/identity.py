@@ -57,7 +57,7 @@ class Identity:
         return lowered == (self.state.tenant_id or "") or lowered in self.state.tenant_domains
 
     # -------------------------------------------------------------- discovery
-    def openid_configuration(self, tenant):
+    def openid_configuration(self, tenant, request=None):
         """GET /<tenant>/v2.0/.well-known/openid-configuration (msal authority.py tenant_discovery)."""
         if not self.known_tenant(tenant):
             return aad_error(400, "invalid_tenant", 90002, "Tenant '%s' not found. Check to make sure you have the correct tenant ID and "
@@ -78,21 +78,21 @@ class Identity:
             "msgraph_host": urllib.parse.urlsplit(self.base_url).netloc, "rbac_url": "https://pas.windows.net",
         })
 
-    def jwks(self, tenant):
+    def jwks(self, tenant, request=None):
         if not self.known_tenant(tenant):
             return aad_error(400, "invalid_tenant", 90002, "Tenant '%s' not found." % tenant, new_id())
         # Access tokens are opaque here, so there are no signing keys to publish.
         return Response.json(200, {"keys": []})
 
-    def instance_discovery(self, raw_query):
+    def instance_discovery(self, request):
         """GET /common/discovery/instance?authorization_endpoint=...&api-version=1.0 (msal authority.py _instance_discovery)."""
-        params = dict(urllib.parse.parse_qsl(raw_query))
+        params = dict(urllib.parse.parse_qsl(request.raw_query))
         endpoint = urllib.parse.urlsplit(params.get("authorization_endpoint", ""))
         own = urllib.parse.urlsplit(self.base_url)
         # msal builds authorization_endpoint from the authority's host name only (authority.py canonicalize drops the port).
         if endpoint.scheme != "https" or endpoint.hostname not in ("127.0.0.1", "localhost") or endpoint.port not in (None, own.port):
-            return Response.json(400, {"error": "invalid_instance",
-                                        "error_description": "AADSTS50049: Unknown or invalid instance.", "error_codes": [50049]})
+            return Response.json(400, {"error": "invalid_instance", "error_description": "AADSTS50049: Unknown or invalid instance.",
+                                       "error_codes": [50049]})
         tenant = endpoint.path.strip("/").split("/")[0] or "common"
         return Response.json(200, {
             "tenant_discovery_endpoint": "%s/%s/v2.0/.well-known/openid-configuration" % (self.base_url, tenant),
@@ -161,7 +161,7 @@ class Identity:
             decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
         except ValueError:
             return None, None
-        client_id, _, secret = decoded.partition(":")
+        client_id, _colon, secret = decoded.partition(":")
         return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
 
     def _verify_assertion(self, client, assertion, token_endpoint):
@@ -215,8 +215,8 @@ class Identity:
             return Response.json(400, {"statusCode": 400, "message": "The emulator identifies managed identities by client_id only."})
         identity = self._managed_identity(params.get("client_id"))
         if identity is None:
-            return Response.json(400, {"statusCode": 400, "message": "No User Assigned or Delegated Managed Identity found for specified "
-                                                                      "ClientId/ResourceId/PrincipalId."})
+            message = "No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId."
+            return Response.json(400, {"statusCode": 400, "message": message})
         token = issue_token(self.state, identity["client_id"], identity["permissions"], "managed_identity", params["resource"])
         return Response.json(200, {"access_token": token, "expires_on": str(int(time.time()) + TOKEN_LIFETIME),
                                    "resource": params["resource"], "token_type": "Bearer", "client_id": identity["client_id"]})

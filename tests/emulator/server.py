@@ -35,7 +35,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self):
         app = self.server.app
-        path, _, raw_query = self.path.partition("?")
+        path, _mark, raw_query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         request = Request(self.command, path, raw_query, Headers(list(self.headers.items())), body, self.client_address)

@@ -458,8 +458,8 @@ class ProvisioningEngine:
         secrets = state.secrets.get(sp_id, {})
         users, groups = {}, {}
         if secrets.get("SyncAll", "false").lower() == "true":
-            users = {uid: user for uid, user in state.users.items()}
-            groups = {gid: group for gid, group in state.groups.items()}
+            users = dict(state.users)
+            groups = dict(state.groups)
         else:
             for assignment in state.assignments.get(sp_id, []):
                 kind, principal = state.principal(assignment["principalId"])

@@ -19,7 +19,7 @@ class Headers:
         return key.lower() in self._items
 
     def items(self):
-        return [item for item in self._items.values()]
+        return list(self._items.values())
 
 
 class BodyError(ValueError):

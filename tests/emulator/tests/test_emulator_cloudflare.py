@@ -78,13 +78,14 @@ def test_user_rules_and_lifecycle(scim):
     assert scim.call("GET", "/Users/" + user["id"]).json()["userName"] == "ann@example.com"
     _error(scim.call("GET", "/Users/" + uuid.uuid4().hex), 404)
     # Entra's default PATCH dialect: capitalised ops, string booleans.
-    patch = {"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": "False"},
-                                                 {"op": "Replace", "path": "name.familyName", "value": "Fox"}]}
+    patch = {"schemas": [PATCH], "Operations": [
+        {"op": "Replace", "path": "active", "value": "False"}, {"op": "Replace", "path": "name.familyName", "value": "Fox"}]}
     patched = scim.call("PATCH", "/Users/" + user["id"], patch)
     assert patched.status_code == 200 and patched.json()["active"] is False and patched.json()["name"]["familyName"] == "Fox"
     # RFC form and the work e-mail alias of userName.
-    patch = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": True},
-                                                 {"op": "replace", "path": 'emails[type eq "work"].value', "value": "ann.new@example.com"}]}
+    patch = {"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": "active", "value": True},
+        {"op": "replace", "path": 'emails[type eq "work"].value', "value": "ann.new@example.com"}]}
     patched = scim.call("PATCH", "/Users/" + user["id"], patch).json()
     assert patched["active"] is True and patched["userName"] == "ann.new@example.com"
     _error(scim.call("PATCH", "/Users/" + user["id"], {"schemas": [PATCH], "Operations": [{"op": "frob", "path": "active"}]}), 400)
