@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: the whole flow against the local emulator, as a user would run it.
 
 1. start the emulator with the demo directory (playbooks/demo/emulator_seed.json: 3 Cloudflare accounts,
