@@ -95,9 +95,7 @@ class CloudflareAccount:
         for token in item.get("tokens", []):
             self.add_token(token["value"], token.get("scim_permission", True))
         for group in item.get("groups", []):
-            name = group.get("displayName") if isinstance(group, dict) else None
-            if not name:
-                raise ValueError("cloudflare account groups need a displayName")
+            name = group["displayName"]
             if any(g["displayName"] == name for g in self.groups.values()):
                 continue
             group_id = group.get("id") or uuid.uuid4().hex
@@ -106,8 +104,6 @@ class CloudflareAccount:
                                      "meta": {"resourceType": "Group", "created": iso(), "lastModified": iso()}}
             self.group_kind[group_id] = kind
         for user in item.get("users", []):
-            if not isinstance(user, dict) or not user.get("userName"):
-                raise ValueError("cloudflare account users need a userName")
             if any(u["userName"].lower() == user["userName"].lower() for u in self.users.values()):
                 continue
             user_id = uuid.uuid4().hex

@@ -61,6 +61,7 @@ def throttled(retry_after):
     # graph_api.md §11 "Throttled response example".
     inner = {"code": "429", "message": "Please retry after", "status": "429"}
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    headers["x-ms-throttle-information"] = "ResourceUnitLimitExceeded"  # graph_api.md §12
     return GraphError(429, "TooManyRequests", "Please retry again later.", headers=headers, inner=inner)
 
 

@@ -351,9 +351,11 @@ def _assignment_id():
 
 
 def list_assignments(ctx, match):
+    """The list lags behind recent grants (graph_api.md §8, §9 item 5): new assignments show up after the replication lag."""
     sp = resolve_sp(ctx, match["sp"])
-    items = ctx.state.assignments.get(sp["id"], [])
-    return 200, list_response(list(items), ctx.query(), ASSIGNMENTS, ctx.graph_root, "/servicePrincipals/%s/appRoleAssignedTo" % sp["id"],
+    now = time.monotonic()
+    items = [a for a in ctx.state.assignments.get(sp["id"], []) if ctx.state.assignment_visible_at.get(a["id"], 0.0) <= now]
+    return 200, list_response(items, ctx.query(), ASSIGNMENTS, ctx.graph_root, "/servicePrincipals/%s/appRoleAssignedTo" % sp["id"],
                               _context(ctx, "servicePrincipals('%s')/appRoleAssignedTo" % sp["id"]), ctx.page_size)
 
 
@@ -380,6 +382,7 @@ def create_assignment(ctx, match):
                   "principalDisplayName": principal["displayName"], "principalId": principal["id"], "principalType": principal_type,
                   "resourceDisplayName": sp["displayName"], "resourceId": sp["id"]}
     existing.append(assignment)
+    ctx.state.assignment_visible_at[assignment["id"]] = time.monotonic() + ctx.faults.replication_lag_seconds()
     return 201, dict({"@odata.context": _context(ctx, "servicePrincipals('%s')/appRoleAssignedTo/$entity" % sp["id"])}, **assignment)
 
 
@@ -398,6 +401,7 @@ def delete_assignment(ctx, match):
     for index, assignment in enumerate(items):
         if assignment["id"] == match["assignment"]:
             del items[index]
+            ctx.state.assignment_visible_at.pop(assignment["id"], None)
             return 204, None
     raise not_found(match["assignment"])
 

@@ -101,6 +101,7 @@ class State:
         self.secrets = {}  # sp id -> OrderedDict(key -> value)
         self.sync_visible_at = {}  # sp id -> monotonic time the provisioning service knows the SP (replication lag)
         self.assignments = collections.OrderedDict()  # sp id -> [appRoleAssignment]
+        self.assignment_visible_at = {}  # assignment id -> monotonic time it shows up in lists (replication lag)
         self.provisioning_logs = []
         self.cloudflare = collections.OrderedDict()  # account id -> CloudflareAccount (cloudflare.py)
         self.request_log = []
@@ -156,16 +157,26 @@ class State:
                                        "mailNickname", "jobTitle"), required=("userPrincipalName",))
             if "id" in item and not GUID_RE.match(str(item["id"])):
                 raise SeedError("user id %r is not a GUID" % item["id"])
+        incoming = {str(u.get(k)).lower() for u in seed.get("users", []) for k in ("id", "userPrincipalName") if u.get(k)}
+        incoming |= {str(g.get(k)) for g in seed.get("groups", []) for k in ("id", "displayName") if g.get(k)}
         for item in seed.get("groups", []):
             _check_keys("group", item, ("id", "displayName", "description", "members", "mailNickname"), required=("displayName",))
-            if not isinstance(item.get("members", []), list):
+            members = item.get("members", [])
+            if not isinstance(members, list) or not all(isinstance(member, str) for member in members):
                 raise SeedError("group members are a list of UPNs, group display names or object ids")
+            for member in members:
+                if member.lower() not in incoming and member not in incoming and not (self.user_by_key(member) or self.group_by_key(member)):
+                    raise SeedError("group member %r is neither a known user (UPN or id) nor a group (displayName or id)" % member)
         for item in seed.get("cloudflare_accounts", []):
             _check_keys("cloudflare account", item, ("account_id", "tokens", "groups", "users"), required=("account_id",))
             if not ACCOUNT_ID_RE.match(item["account_id"]):
                 raise SeedError("cloudflare account_id %r is not 32 lowercase hex characters" % item["account_id"])
             for token in item.get("tokens", []):
                 _check_keys("cloudflare token", token, ("value", "scim_permission"), required=("value",))
+            for group in item.get("groups", []):
+                _check_keys("cloudflare group", group, ("id", "displayName"), required=("displayName",))
+            for user in item.get("users", []):
+                _check_keys("cloudflare user", user, ("userName", "active"), required=("userName",))
         if "tenant_id" in seed:
             if not isinstance(seed["tenant_id"], str) or not GUID_RE.match(seed["tenant_id"]):
                 raise SeedError("tenant_id is a GUID")
@@ -194,11 +205,7 @@ class State:
         for group_id, members in pending_members:
             resolved = []
             for member in members:
-                if not isinstance(member, str):
-                    raise SeedError("group members are strings")
                 target = self.user_by_key(member) or self.group_by_key(member)
-                if target is None:
-                    raise SeedError("group member %r is neither a known user (UPN or id) nor a group (displayName or id)" % member)
                 if target["id"] not in resolved:
                     resolved.append(target["id"])
             self.group_members[group_id] = resolved

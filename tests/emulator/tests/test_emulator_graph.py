@@ -291,6 +291,18 @@ def test_s8_assignments_duplicate_invalid_role_and_delete(graph):
     _assert_graph_error(graph.call("DELETE", "%s/%s" % (path, assignment["id"])), 404, "Request_ResourceNotFound")
 
 
+def test_s8_s9_assignment_list_lags_behind_new_grants(graph, faults):
+    _app, sp = graph.new_app()
+    faults({"replication_lag_s": 0.5})
+    graph.assign(sp["id"], ALICE)
+    path = "/servicePrincipals/%s/appRoleAssignedTo" % sp["id"]
+    assert graph.all(path) == []
+    duplicate = graph.post(path, {"principalId": ALICE, "resourceId": sp["id"], "appRoleId": USER_ROLE_ID})
+    assert duplicate.status_code == 400  # the write side already knows it
+    time.sleep(0.55)
+    assert [a["principalId"] for a in graph.all(path)] == [ALICE]
+
+
 def test_s8_users_and_groups_lookups(graph):
     upn = "alice@contoso.onmicrosoft.com"
     found = graph.all(graph.filter_path("users", "userPrincipalName eq '%s'" % upn))

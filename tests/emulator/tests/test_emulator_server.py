@@ -76,6 +76,22 @@ def test_admin_api_answers_loopback_only():
     assert unknown.status == 404 and "endpoints" in unknown.json_body()
 
 
+def test_admin_seed_is_validated_before_anything_changes(emulator):
+    before = emulator.state()
+    bad = {"users": [{"userPrincipalName": "new.user@contoso.onmicrosoft.com"}],
+           "cloudflare_accounts": [{"account_id": "f" * 32, "groups": [{"name": "no displayName"}]}]}
+    with pytest.raises(Exception) as failure:
+        emulator.seed(bad)
+    assert "400" in str(failure.value) and "cloudflare group" in str(failure.value)
+    after = emulator.state()
+    assert len(after["users"]) == len(before["users"]) and len(after["cloudflare_accounts"]) == len(before["cloudflare_accounts"])
+    for seed in ({"clients": [{"client_id": "x", "permissions": ["Everything.All"]}]}, {"users": [{"mail": "no-upn@example.com"}]},
+                 {"groups": [{"displayName": "G", "members": ["nobody@contoso.onmicrosoft.com"]}]}, {"bogus": 1}):
+        with pytest.raises(Exception):
+            emulator.seed(seed)
+    assert emulator.state()["groups"] == before["groups"]
+
+
 def test_bad_command_line_and_seed_exit_with_2(tmp_path):
     bad_seed = tmp_path / "seed.json"
     bad_seed.write_text(json.dumps({"tenant_id": "not-a-guid"}))
