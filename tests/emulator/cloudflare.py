@@ -303,7 +303,7 @@ class ScimService:
                 if method == "GET":
                     return self._list(store, query)
                 if method == "POST":
-                    return self._create_user(account, request, location) if resource == "Users" else self._create_group(account, request, location)
+                    return self._create(account, request, location, resource)
             else:
                 item = store.get(parts[1])
                 if method in ("GET", "PATCH", "DELETE", "PUT") and item is None:
@@ -396,34 +396,50 @@ class ScimService:
             if other_id != own_id and other["userName"].lower() == user_name.lower():
                 raise ScimError(409, "User with userName '%s' already exists" % user_name, "uniqueness")
 
-    def _create_user(self, account, request, location):
-        model = _parse(scim2().User, self._body(request), "RESOURCE_CREATION_REQUEST")
-        user = _dump(model)
-        user.pop("id", None)
-        self._check_user(user, account)
-        user_id = uuid.uuid4().hex
+    def _create(self, account, request, location, collection):
+        """POST /Users or /Groups: validate with scim2-models, apply Cloudflare's rules, store, 201 with Location."""
+        model = scim2().User if collection == "Users" else scim2().Group
+        resource = _dump(_parse(model, self._body(request), "RESOURCE_CREATION_REQUEST"))
+        resource.pop("id", None)
+        if collection == "Users":
+            resource.setdefault("active", True)
+            self._check_user(resource, account)
+        else:
+            resource["members"] = [{"value": m["value"]} for m in resource.get("members") or []]
+            self._check_group(resource, account)
+        resource_id = uuid.uuid4().hex
         now = iso()
-        user.update(id=user_id, schemas=[USER_SCHEMA])
-        user.setdefault("active", True)
-        user["meta"] = {"resourceType": "User", "created": now, "lastModified": now, "location": "%s/Users/%s" % (location, user_id)}
-        account.users[user_id] = user
-        return self._json(201, user, {"Location": user["meta"]["location"]})
+        location = "%s/%s/%s" % (location, collection, resource_id)
+        resource.update(id=resource_id, schemas=[USER_SCHEMA if collection == "Users" else GROUP_SCHEMA],
+                        meta={"resourceType": model.__name__, "created": now, "lastModified": now, "location": location})
+        if collection == "Users":
+            account.users[resource_id] = resource
+        else:
+            account.groups[resource_id] = resource
+            account.group_kind[resource_id] = "custom"
+        return self._json(201, resource, {"Location": location})
+
+    @staticmethod
+    def _apply_patch(model, body, resource):
+        """Apply a PatchOp (RFC 7644 §3.5.2, via scim2-models) to a stored resource; return the updated copy."""
+        patch = _parse(scim2().PatchOp[model], _normalise_entra_patch(body), "RESOURCE_PATCH_REQUEST")
+        current = _parse(model, {k: v for k, v in resource.items() if k != "meta"}, "RESOURCE_QUERY_RESPONSE")
+        try:
+            patch.patch(current)
+        except (ValueError, TypeError) as exc:
+            raise ScimError(400, str(exc), "invalidValue") from None
+        updated = _dump(current)
+        updated["meta"] = dict(resource["meta"], lastModified=iso())
+        return updated
 
     def _patch_user(self, account, request, user):
         body = self._body(request)
-        patch = _parse(scim2().PatchOp[scim2().User], _normalise_entra_patch(body), "RESOURCE_PATCH_REQUEST")
+        updated = self._apply_patch(scim2().User, body, user)
         work_email = self._patched_work_email(body)
-        model = _parse(scim2().User, {k: v for k, v in user.items() if k != "meta"}, "RESOURCE_QUERY_RESPONSE")
-        try:
-            patch.patch(model)
-        except (ValueError, TypeError) as exc:
-            raise ScimError(400, str(exc), "invalidValue") from None
-        updated = _dump(model)
         if work_email is not None:
             # emails[type eq "work"].value is accepted as an alias of userName (peers.md §6).
             updated["userName"] = work_email
         self._check_user(updated, account, user["id"])
-        updated["meta"] = dict(user["meta"], lastModified=iso())
         account.users[user["id"]] = updated
         return self._json(200, updated)
 
@@ -449,38 +465,17 @@ class ScimService:
             if member.get("value") not in account.users:
                 raise ScimError(400, "Group member '%s' is not a user of this account" % member.get("value"), "invalidValue")
 
-    def _create_group(self, account, request, location):
-        model = _parse(scim2().Group, self._body(request), "RESOURCE_CREATION_REQUEST")
-        group = _dump(model)
-        group.pop("id", None)
-        self._check_group(group, account)
-        group_id = uuid.uuid4().hex
-        now = iso()
-        group.update(id=group_id, schemas=[GROUP_SCHEMA])
-        group["members"] = [{"value": m["value"]} for m in group.get("members") or []]
-        group["meta"] = {"resourceType": "Group", "created": now, "lastModified": now, "location": "%s/Groups/%s" % (location, group_id)}
-        account.groups[group_id] = group
-        account.group_kind[group_id] = "custom"
-        return self._json(201, group, {"Location": group["meta"]["location"]})
-
     def _patch_group(self, account, request, group):
-        body = _normalise_entra_patch(self._body(request))
-        patch = _parse(scim2().PatchOp[scim2().Group], body, "RESOURCE_PATCH_REQUEST")
+        body = self._body(request)
         kind = account.group_kind.get(group["id"], "custom")
         if kind != "custom":
             for op in body.get("Operations") or []:
-                if not str(op.get("path", "")).lower().startswith("members"):
+                if not isinstance(op, dict) or not str(op.get("path", "")).lower().startswith("members"):
                     raise ScimError(400, "Only member operations are allowed on the %s group '%s'" % (kind, group["displayName"]), "mutability")
-        model = _parse(scim2().Group, {k: v for k, v in group.items() if k != "meta"}, "RESOURCE_QUERY_RESPONSE")
-        try:
-            patch.patch(model)
-        except (ValueError, TypeError) as exc:
-            raise ScimError(400, str(exc), "invalidValue") from None
-        updated = _dump(model)
+        updated = self._apply_patch(scim2().Group, body, group)
         updated["members"] = [{"value": m["value"]} for m in updated.get("members") or []]
         if kind == "custom":
             self._check_group(updated, account, group["id"])
-        updated["meta"] = dict(group["meta"], lastModified=iso())
         account.groups[group["id"]] = updated
         return self._json(200, updated)
 

@@ -14,6 +14,7 @@ import urllib.parse
 import uuid
 
 from . import permissions as perms
+from .cloudflare import GROUP_SCHEMA, USER_SCHEMA
 from .errors import GraphError, bad_request, iso, new_id, not_found, sync_unknown_error, utc_now
 from .graph import Route, require_object, reject_unknown, resolve_sp
 from .odata import Collection, list_response
@@ -24,8 +25,6 @@ NEVER = "P10675199DT2H48M5.4775807S"  # graph_api.md §4c: .NET TimeSpan.MaxValu
 ACTIVE_INTERVAL = "PT40M"  # graph_api.md §4d cadence; the emulator itself cycles every --cycle-interval seconds
 ZERO_TIME = "0001-01-01T00:00:00Z"
 SCIM_TEMPLATE = "scim"
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 # CSDL enum synchronizationSecret (reference/graph_openapi/msgraph-metadata_v1.0-Prod_csdl_fragments.xml).
 SECRET_KEYS = frozenset((

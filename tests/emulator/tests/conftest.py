@@ -5,6 +5,8 @@ and no background cycles (tests call ``run_cycle`` for deterministic provisionin
 restore them. A report hook fails any test whose output or failure text contains a secret value.
 """
 
+import uuid
+
 import pytest
 
 from tests.emulator.harness import DEFAULT_CLIENT, DEFAULT_CLOUDFLARE_ACCOUNTS, DEFAULT_IDENTITY_HEADER, DEFAULT_SEED, Emulator
@@ -50,6 +52,17 @@ def scim_factory(emulator):
         account = DEFAULT_CLOUDFLARE_ACCOUNTS[account_index]
         return Scim(emulator, account["account_id"], account["token"])
     return make
+
+
+@pytest.fixture
+def account(emulator):
+    """A fresh Cloudflare account (with its deprecated CF-<id> virtual group) and one SCIM token: each test sees only
+    its own users and groups."""
+    account_id = uuid.uuid4().hex
+    token = "cf-test-token-" + account_id
+    emulator.seed({"cloudflare_accounts": [{"account_id": account_id, "tokens": [{"value": token}],
+                                            "groups": [{"displayName": "CF-%s - Administrator" % account_id}]}]})
+    return {"account_id": account_id, "token": token}
 
 
 @pytest.fixture(scope="session")

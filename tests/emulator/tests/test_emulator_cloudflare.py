@@ -13,12 +13,8 @@ GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
 @pytest.fixture
-def scim(emulator):
-    account_id = uuid.uuid4().hex
-    token = "cf-scim-test-" + account_id
-    emulator.seed({"cloudflare_accounts": [{"account_id": account_id, "tokens": [{"value": token}],
-                                            "groups": [{"displayName": "CF-%s - Administrator" % account_id}]}]})
-    return Scim(emulator, account_id, token)
+def scim(emulator, account):
+    return Scim(emulator, account["account_id"], account["token"])
 
 
 def _error(response, status, scim_type=None):

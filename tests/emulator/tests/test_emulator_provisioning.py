@@ -1,7 +1,6 @@
 """Provisioning cycles: what reaches Cloudflare, provisioning-log entries, quarantine, deprovisioning (sync.py)."""
 
 import json
-import uuid
 
 import pytest
 
@@ -15,15 +14,6 @@ FRANK = "a1b2c3d4-0006-4000-8000-000000000006"
 ADMINS = "b1c2d3e4-0001-4000-8000-000000000001"
 ENGINEERS = "b1c2d3e4-0002-4000-8000-000000000002"
 CF_GROUP = "b1c2d3e4-0004-4000-8000-000000000004"
-
-
-@pytest.fixture
-def account(emulator):
-    """A fresh Cloudflare account with one SCIM token, so each test sees only its own pushes."""
-    account_id = uuid.uuid4().hex
-    token = "cf-test-token-" + account_id
-    emulator.seed({"cloudflare_accounts": [{"account_id": account_id, "tokens": [{"value": token}]}]})
-    return {"account_id": account_id, "token": token}
 
 
 def _setup(graph, emulator, account, principals, start=True, query=""):
