@@ -200,7 +200,8 @@ provisioned_users:
   description:
     - User principal names of the enabled users in scope (assigned directly or direct members of assigned groups) that no
       C(error) finding keeps out of Cloudflare, that is, the users to expect in Cloudflare after a provisioning cycle.
-    - The C(cloudflare_scim) role passes them to M(entrascim.cloudflare.cloudflare_scim_check) as O(entrascim.cloudflare.cloudflare_scim_check#module:expect_users).
+    - The C(cloudflare_scim) role passes them to M(entrascim.cloudflare.cloudflare_scim_check)
+      as O(entrascim.cloudflare.cloudflare_scim_check#module:expect_users).
   returned: always
   type: list
   elements: str
