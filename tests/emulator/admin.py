@@ -63,7 +63,6 @@ def seed(app, request):
 
 
 def reset_requests(app, request):
-    del request
     app.reset_log()
     return 200, {"reset": True}
 

@@ -246,7 +246,6 @@ def _entity(ctx, fragment, obj, query=None, collection=None):
 
 # ---------------------------------------------------------------------------------------------- applications
 def list_applications(ctx, match):
-    del match
     state = ctx.state
     items = [app for app_id, app in state.applications.items() if state.app_meta[app_id].visible()]
     return 200, list_response(items, ctx.query(), APPLICATIONS, ctx.graph_root, "/applications", _context(ctx, "applications"), ctx.page_size)
@@ -277,7 +276,6 @@ def delete_application(ctx, match):
 
 # ---------------------------------------------------------------------------------------------- service principals
 def list_service_principals(ctx, match):
-    del match
     state = ctx.state
     items = [sp for sp_id, sp in state.service_principals.items() if state.sp_meta[sp_id].visible()]
     return 200, list_response(items, ctx.query(), SERVICE_PRINCIPALS, ctx.graph_root, "/servicePrincipals",
@@ -408,7 +406,6 @@ def delete_assignment(ctx, match):
 
 # ---------------------------------------------------------------------------------------------- users and groups
 def list_users(ctx, match):
-    del match
     return 200, list_response(list(ctx.state.users.values()), ctx.query(), USERS, ctx.graph_root, "/users", _context(ctx, "users"),
                               ctx.page_size)
 
@@ -426,7 +423,6 @@ def get_user(ctx, match):
 
 
 def list_groups(ctx, match):
-    del match
     return 200, list_response(list(ctx.state.groups.values()), ctx.query(), GROUPS, ctx.graph_root, "/groups", _context(ctx, "groups"),
                               ctx.page_size)
 
@@ -465,7 +461,6 @@ def list_group_members(ctx, match):
 # ---------------------------------------------------------------------------------------------- provisioning logs
 def list_provisioning_logs(ctx, match):
     """graph_api.md §10: newest first; reports are throttled at 5 requests per 10 s per app (§12)."""
-    del match
     limit, window = ctx.faults.reports_throttle()
     if limit:
         now = time.monotonic()

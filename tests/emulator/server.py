@@ -154,7 +154,7 @@ def main(argv=None):
     stop = threading.Event()
 
     def on_signal(signum, frame):
-        del signum, frame
+        del signum, frame  # signal handler signature
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
