@@ -2,7 +2,7 @@
 
 1. start the emulator with the demo directory (playbooks/demo/emulator_seed.json: 3 Cloudflare accounts,
    5 users, 2 groups, one user whose UPN differs from their mail);
-2. write an inventory (demo-output/inventory.yml, mode 0600) from playbooks/demo/accounts.yml, pointing the
+2. write an inventory (demo-output/inventory.yml, mode 0600) from playbooks/demo/inventory.yml, pointing the
    modules at the emulator;
 3. run playbooks/provision.yml with cloudflare_scim_wait=initial_cycle and verification, show the summary;
 4. run it again: changed=0;
@@ -26,7 +26,7 @@ from tests.emulator import harness  # noqa: E402  pylint: disable=wrong-import-p
 
 OUT = os.path.join(ROOT, "demo-output")
 SEED = os.path.join(ROOT, "playbooks", "demo", "emulator_seed.json")
-ACCOUNTS = os.path.join(ROOT, "playbooks", "demo", "accounts.yml")
+ACCOUNTS = os.path.join(ROOT, "playbooks", "demo", "inventory.yml")
 RECAP = re.compile(r"^\S+\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -38,7 +38,7 @@ def write_inventory(emu, seed):
     import yaml  # pylint: disable=import-outside-toplevel
 
     with open(ACCOUNTS) as handle:
-        hosts = yaml.safe_load(handle)
+        hosts = yaml.safe_load(handle)["cloudflare_accounts"]["hosts"]
     tokens = dict((acct["account_id"], acct["tokens"][0]["value"]) for acct in seed["cloudflare_accounts"])
     for variables in hosts.values():
         variables["cloudflare_scim_token"] = tokens[variables["cloudflare_scim_account_id"]]
