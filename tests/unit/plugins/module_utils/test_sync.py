@@ -112,7 +112,7 @@ class FakeSyncGraph(object):
         self.logs = []
         self.page_size = 2
         self.on_get_job = None
-        self.create_then_fail = None
+        self.create_then_fail = []  # errors answered by job creations that did create the job
 
     # -- helpers
     @property
@@ -185,10 +185,8 @@ class FakeSyncGraph(object):
     def post(self, path, body=None, headers=None, idempotent=False):
         self.calls.append(("POST", path, copy.deepcopy(body)))
         if path.endswith("/synchronization/jobs") and self.create_then_fail:
-            error = self.create_then_fail
-            self.create_then_fail = None
             self.add_job()
-            raise error
+            raise self.create_then_fail.pop(0)
         self._maybe_fail("POST", path)
         if path.endswith("/synchronization/jobs"):
             job = self.add_job(template=body["templateId"])
@@ -424,9 +422,8 @@ def test_restarted_always_changes(graph, clock):
 
 
 def test_sync_calls_ride_out_replication(graph, clock):
-    graph.fail[("LIST", "/synchronization/jobs")] = [graph_error(403, "Authorization_RequestDenied"), graph_error(409, "Conflict"),
-                                                    GraphError('{"error":{"code":"UnknownError","message":"not ready"}}', status=400,
-                                                               code="UnknownError")]
+    unknown = GraphError('{"error":{"code":"UnknownError","message":"not ready"}}', status=400, code="UnknownError")
+    graph.fail[("LIST", "/synchronization/jobs")] = [graph_error(403, "Authorization_RequestDenied"), graph_error(409, "Conflict"), unknown]
     graph.fail[("POST", "/start")] = [graph_error(404, "Request_ResourceNotFound")]
     progress = []
     result = ensure_job(service_for(graph, clock, progress=progress.append), "started")
@@ -450,7 +447,7 @@ def test_other_errors_are_not_retried(graph, clock):
 
 
 def test_a_create_that_answered_an_error_but_created_is_not_repeated(graph, clock):
-    graph.create_then_fail = graph_error(409, "Conflict")
+    graph.create_then_fail = [graph_error(409, "Conflict")]
     result = ensure_job(service_for(graph, clock), "present")
     assert len(graph.jobs) == 1 and result["job"]["id"] == only_job(graph)["id"]
     assert len([path for method, path in graph.writes if path.endswith("/synchronization/jobs")]) == 1
