@@ -13,12 +13,13 @@ export PYTHONPATH := $(BUILD)
 export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 STAGE := bash scripts/run-stage
 
-.PHONY: test venv stage units emulator-tests integration sanity lint changelog galaxy demo clean
+.PHONY: test venv stage units emulator-tests integration molecule sanity lint changelog galaxy demo clean
 
 test: venv stage
 	@$(STAGE) units          $(MAKE) --no-print-directory units
 	@$(STAGE) emulator-tests $(MAKE) --no-print-directory emulator-tests
 	@$(STAGE) integration    $(MAKE) --no-print-directory integration
+	@$(STAGE) molecule       $(MAKE) --no-print-directory molecule
 	@$(STAGE) sanity         $(MAKE) --no-print-directory sanity
 	@$(STAGE) ansible-lint   $(MAKE) --no-print-directory lint
 	@$(STAGE) changelog      $(MAKE) --no-print-directory changelog
@@ -45,6 +46,10 @@ emulator-tests: venv
 
 integration: stage
 	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration
+
+# The role against the emulator: converge, idempotence, verify; and teardown.
+molecule: stage
+	cd $(COLL) && molecule test -s default && molecule test -s teardown
 
 sanity: stage
 	cd $(COLL) && ansible-test sanity --local --python 3.12 --color no
