@@ -93,15 +93,21 @@ def emulator(tmp_path_factory, secrets):
 
 @pytest.fixture
 def playbook(emulator, secrets, tmp_path):
-    """Run a playbook from tests/integration/targets against the emulator: playbook(name, **options)."""
+    """Run a playbook against the emulator: playbook(name, **options).
+
+    ``name`` is a file in tests/integration/targets or an absolute path; ``hosts`` a list of inventory hosts (group
+    ``cloudflare_accounts``, local connection) or a dict of host name to host variables.
+    """
     cache_dir = tmp_path / "token-cache"
 
     def run(name, hosts=("localhost",), extra_vars=None, check=False, diff=False, verbosity=0, env=None,
             expect_rc=0):
-        inventory = tmp_path / "inventory.ini"
-        lines = ["[cloudflare_accounts]"]
-        lines.extend("%s ansible_connection=local ansible_python_interpreter=%s" % (host, sys.executable) for host in hosts)
-        inventory.write_text("\n".join(lines) + "\n")
+        inventory = tmp_path / "inventory.json"
+        host_vars = hosts if isinstance(hosts, dict) else dict((host, {}) for host in hosts)
+        local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        inventory.write_text(json.dumps({"cloudflare_accounts": {
+            "hosts": dict((host, dict(local, **(values or {}))) for host, values in host_vars.items())}}))
+        os.chmod(str(inventory), 0o600)
         variables = {
             "emu": {
                 "tenant_id": harness.DEFAULT_CLIENT["tenant_id"],
