@@ -13,13 +13,14 @@ export PYTHONPATH := $(BUILD)
 export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 STAGE := bash scripts/run-stage
 
-.PHONY: test venv stage units emulator-tests integration molecule sanity lint changelog galaxy demo clean
+.PHONY: test venv stage units emulator-tests integration molecule leak-guard sanity lint changelog galaxy demo clean
 
 test: venv stage
 	@$(STAGE) units          $(MAKE) --no-print-directory units
 	@$(STAGE) emulator-tests $(MAKE) --no-print-directory emulator-tests
 	@$(STAGE) integration    $(MAKE) --no-print-directory integration
 	@$(STAGE) molecule       $(MAKE) --no-print-directory molecule
+	@$(STAGE) leak-guard     $(MAKE) --no-print-directory leak-guard
 	@$(STAGE) sanity         $(MAKE) --no-print-directory sanity
 	@$(STAGE) ansible-lint   $(MAKE) --no-print-directory lint
 	@$(STAGE) changelog      $(MAKE) --no-print-directory changelog
@@ -45,7 +46,11 @@ emulator-tests: venv
 	python -m pytest -q -p no:cacheprovider tests/emulator/tests
 
 integration: stage
-	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration
+	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration --ignore=tests/integration/test_leak_guard.py
+
+# The whole flow at -vvv --diff; every output line, returned value and written file searched for every secret.
+leak-guard: stage
+	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration/test_leak_guard.py
 
 # The role against the emulator: converge, idempotence, verify; and teardown.
 molecule: stage
