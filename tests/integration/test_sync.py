@@ -257,8 +257,15 @@ def test_lifecycle(emulator, tenant, run):
     emulator.mutate("add_cloudflare_token", account_id=ACCOUNT, token=RECOVERY)
     emulator.reset_log()
     outcome, res = run("sync_converge.yml", sp_id, **dict(converge, sync_token=RECOVERY))
-    assert outcome.changed == 2 and res["job_started"]["actions"] == ["restart"]
-    assert ("POST", "sync.jobs.restart") in writes(emulator) and ("POST", "sync.jobs.start") not in writes(emulator)
+    # The real service retries a quarantined job at a reduced rate (the emulator: every 4 cycle intervals); on a
+    # busy machine that retry can run with the newly saved token between the PUT and the job task and lift the
+    # quarantine itself. Then nothing is left to restart; otherwise the module restarts it, never "start".
+    if res["job_started"]["actions"]:
+        assert outcome.changed == 2 and res["job_started"]["actions"] == ["restart"]
+        assert ("POST", "sync.jobs.restart") in writes(emulator)
+    else:
+        assert outcome.changed == 1 and res["job_started"]["job"]["status"]["code"] != "Quarantine"
+    assert ("POST", "sync.jobs.start") not in writes(emulator)
     assert only_job(emulator.state(), sp_id)["status"]["code"] != "Quarantine"
 
     # Restart and wait for the cycle (poll_interval 5 s): it ends with the recovered token and the user arrived.
