@@ -95,7 +95,8 @@ def emulator(tmp_path_factory, secrets):
 def playbook(emulator, secrets, tmp_path):
     """Run a playbook against the emulator: playbook(name, **options).
 
-    ``name`` is a file in tests/integration/targets or an absolute path; ``hosts`` a list of inventory hosts (group
+    ``name`` is a file in tests/integration/targets, an absolute path, or a collection playbook
+    (``entrascim.cloudflare.provision``); ``hosts`` a list of inventory hosts (group
     ``cloudflare_accounts``, local connection) or a dict of host name to host variables.
     """
     cache_dir = tmp_path / "token-cache"
@@ -124,7 +125,8 @@ def playbook(emulator, secrets, tmp_path):
         vars_file = tmp_path / "vars.json"
         vars_file.write_text(json.dumps(variables))
         os.chmod(str(vars_file), 0o600)
-        cmd = ["ansible-playbook", "-i", str(inventory), "-e", "@%s" % vars_file, os.path.join(TARGETS, name)]
+        target = name if name.startswith("entrascim.cloudflare.") else os.path.join(TARGETS, name)
+        cmd = ["ansible-playbook", "-i", str(inventory), "-e", "@%s" % vars_file, target]
         if check:
             cmd.append("--check")
         if diff:

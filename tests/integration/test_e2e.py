@@ -72,7 +72,9 @@ def run(playbook, fleet, emulator, name="provision", **options):
         "cloudflare_scim_ca_path": emulator.ca_path,
     }
     extra.update(options.pop("extra_vars", {}))
-    return playbook(os.path.join(PLAYBOOKS, name + ".yml"), hosts=fleet, extra_vars=extra, **options)
+    # By path, as from a project checkout; "fqcn:" runs the playbook as a collection playbook (entrascim.cloudflare.<name>).
+    target = "entrascim.cloudflare." + name[5:] if name.startswith("fqcn:") else os.path.join(PLAYBOOKS, name + ".yml")
+    return playbook(target, hosts=fleet, extra_vars=extra, **options)
 
 
 def view(emulator):
@@ -134,12 +136,12 @@ def test_fleet_lifecycle(emulator, fleet, playbook):
     assert sorted(host for host, recap in repair.recap.items() if recap["changed"]) == ["e2e-00", "e2e-01", "e2e-02", "e2e-03", "e2e-04"]
     assert_converged(emulator, tokens)
 
-    refused = run(playbook, fleet, emulator, name="deprovision", expect_rc=2)
+    refused = run(playbook, fleet, emulator, name="fqcn:deprovision", expect_rc=2)
     assert refused.failed == ACCOUNTS
     assert "cloudflare_scim_confirm_removal=true" in refused.output
     assert_converged(emulator, tokens)
 
-    removed = run(playbook, fleet, emulator, name="deprovision", extra_vars={"cloudflare_scim_confirm_removal": True})
+    removed = run(playbook, fleet, emulator, name="fqcn:deprovision", extra_vars={"cloudflare_scim_confirm_removal": True})
     assert removed.failed == 0
     for host, acct in view(emulator).items():
         assert acct["apps"] == 0 and acct["sps"] == 0 and not acct["jobs"], host
