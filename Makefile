@@ -13,12 +13,13 @@ export PYTHONPATH := $(BUILD)
 export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 STAGE := bash scripts/run-stage
 
-.PHONY: test venv stage units emulator-tests integration molecule leak-guard sanity lint changelog galaxy demo clean
+.PHONY: test venv stage units emulator-tests integration bench-small bench molecule leak-guard sanity lint changelog galaxy demo clean
 
 test: venv stage
 	@$(STAGE) units          $(MAKE) --no-print-directory units
 	@$(STAGE) emulator-tests $(MAKE) --no-print-directory emulator-tests
 	@$(STAGE) integration    $(MAKE) --no-print-directory integration
+	@$(STAGE) bench-small $(MAKE) --no-print-directory bench-small
 	@$(STAGE) molecule       $(MAKE) --no-print-directory molecule
 	@$(STAGE) leak-guard     $(MAKE) --no-print-directory leak-guard
 	@$(STAGE) sanity         $(MAKE) --no-print-directory sanity
@@ -51,6 +52,15 @@ integration: stage
 # The whole flow at -vvv --diff; every output line, returned value and written file searched for every secret.
 leak-guard: stage
 	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration/test_leak_guard.py
+
+# The fleet benchmark (docs/performance.md): 25, 50 and 100 accounts under a realistic latency profile, fresh run,
+# converged re-run, Ansible floor and the sequential seed-guide baseline (about an hour on 2 cores).
+bench: venv
+	python scripts/bench.py --json $(BUILD)/bench-results.json --report $(BUILD)/bench-report.md
+
+# Its small version in `make test`: 10 accounts, fast profile; fails on token, converged-write or request-count regressions.
+bench-small: venv
+	python scripts/bench.py --small --check
 
 # The role against the emulator: converge, idempotence, verify; and teardown.
 molecule: stage
