@@ -111,7 +111,8 @@ EXAMPLES = r"""
 - name: Adopt one of two apps that have the same name
   entrascim.cloudflare.entra_app:
     display_name: Cloudflare SCIM - Production
-    app_id: 0a1b2c3d-1111-2222-3333-444455556666
+    # The app_id (application ID) of the app to keep: the error about duplicate apps lists them all
+    app_id: "{{ production_app_id }}"
 
 - name: Delete the enterprise app (with its provisioning job and assignments)
   entrascim.cloudflare.entra_app:

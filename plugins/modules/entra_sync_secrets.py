@@ -129,7 +129,8 @@ EXAMPLES = r"""
   entrascim.cloudflare.entra_sync_secrets:
     service_principal_id: "{{ cloudflare_app.service_principal.id }}"
     job_id: "{{ cloudflare_job.job.id }}"
-    base_address: "https://api.cloudflare.com/client/v4/accounts/{{ cloudflare_account_id }}/scim/v2"
+    # https://api.cloudflare.com/client/v4/accounts/<account ID>/scim/v2, unless cloudflare_api_endpoint names another API
+    base_address: "{{ cloudflare_api_endpoint | default('https://api.cloudflare.com/client/v4') }}/accounts/{{ cloudflare_account_id }}/scim/v2"
     secret_token: "{{ cloudflare_scim_token }}"
     sync_all: false
     notification_email: provisioning-alerts@example.com
@@ -142,7 +143,8 @@ EXAMPLES = r"""
 - name: Store a token only if none is saved yet (tokens are rotated elsewhere)
   entrascim.cloudflare.entra_sync_secrets:
     service_principal_id: "{{ cloudflare_app.service_principal.id }}"
-    base_address: "https://api.cloudflare.com/client/v4/accounts/{{ cloudflare_account_id }}/scim/v2"
+    # https://api.cloudflare.com/client/v4/accounts/<account ID>/scim/v2, unless cloudflare_api_endpoint names another API
+    base_address: "{{ cloudflare_api_endpoint | default('https://api.cloudflare.com/client/v4') }}/accounts/{{ cloudflare_account_id }}/scim/v2"
     secret_token: "{{ cloudflare_scim_token }}"
     update_secret_token: on_create
 """
