@@ -16,11 +16,19 @@ concepts/application-saml-sso-configure-api.md):
   include the name lookup so that a re-run right away adopts the app instead of creating a second one.
 * ``DELETE /applications/{id}`` removes the application and its service principal (204).
 * We never write the service principal: its ``notes`` carry the token fingerprint of entra_sync_secrets.
+* Two runs can both find no app and both instantiate: two ``ansible-playbook`` at the same time, or a run started
+  again within the replication lag of one killed right after its ``instantiate``. The run that instantiated reads
+  the name lookup until its own app is listed; if an older app (``createdDateTime``, then ``id``) is listed too, it
+  deletes its own app and adopts the oldest, so every run that sees both keeps the same one. A run only ever deletes
+  the app it created itself; duplicates that exist *before* a run creates anything are reported, never resolved
+  (docs/resilience.md).
 """
 
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import datetime
+import email.utils
 import time
 
 from urllib.parse import quote
@@ -29,10 +37,12 @@ from ._consistency import wait_until_visible
 from ._errors import GraphError, error_step
 from ._graph import odata_quote
 
-APPLICATION_FIELDS = "id,appId,displayName,applicationTemplateId"
+APPLICATION_FIELDS = "id,appId,displayName,applicationTemplateId,createdDateTime"
 SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,applicationTemplateId,appRoles"
 DEFAULT_INTERVAL = 2.0
 CONSECUTIVE_READS = 3
+# How long before the answer of an instantiate that said 404 the app it created can have been created (seconds).
+INSTANTIATE_WINDOW = 3
 
 
 class AppError(Exception):
@@ -89,7 +99,29 @@ def diff_view(app, sp, display_name, template_id):
 
 
 def _ids(apps):
-    return ", ".join("%s (app_id %s)" % (app.get("id"), app.get("appId")) for app in apps)
+    return ", ".join("%s (app_id %s%s)" % (app.get("id"), app.get("appId"), ", created %s" % app["createdDateTime"] if app.get("createdDateTime") else "")
+                     for app in apps)
+
+
+def _age(app):
+    """Sort key, oldest first: ``createdDateTime`` (ISO 8601 in UTC, sorts as text), then ``id``."""
+    return (app.get("createdDateTime") or "", str(app.get("id") or "").lower())
+
+
+def _timestamp(value):
+    """Seconds since the epoch of a Graph ``createdDateTime``/``innerError.date`` or an HTTP ``Date``; None if unreadable."""
+    if not value:
+        return None
+    text = str(value).strip()
+    try:
+        moment = datetime.datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+        return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 class AppService:
@@ -107,6 +139,8 @@ class AppService:
         self.sleep = sleep
         self.clock = clock
         self.progress = progress
+        self.listed = []  # the apps with the display name that the last consistency read listed
+        self.unclear = []  # the apps an instantiate that answered 404 may have created, when it cannot tell which
 
     def _say(self, message):
         if self.progress is not None:
@@ -166,11 +200,14 @@ class AppService:
                 self.client.get(app_path, params={"$select": "id"})
             with error_step("read service principal"):
                 fresh = self.client.get(sp_path, params={"$select": SERVICE_PRINCIPAL_FIELDS})
-            if display_name is not None and not any(item.get("id") == app["id"] for item in self.find_by_name(display_name, template_id)):
-                error = GraphError("application %s is not yet listed under its display name" % app["id"], status=404,
-                                   code="Request_ResourceNotFound")
-                error.step = "list applications"
-                raise error
+            if display_name is not None:
+                listed = self.find_by_name(display_name, template_id)
+                if not any(item.get("id") == app["id"] for item in listed):
+                    error = GraphError("application %s is not yet listed under its display name" % app["id"], status=404,
+                                       code="Request_ResourceNotFound")
+                    error.step = "list applications"
+                    raise error
+                self.listed = listed
             return fresh
 
         return wait_until_visible(read, self.wait_timeout, consecutive=self.consecutive, interval=self.interval,
@@ -212,11 +249,11 @@ class AppService:
             self._say("instantiate answered 404 (%s); looking for the application it may have created" % (err.code or "no code"))
             apps = self._poll("application '%s' created by instantiate to appear" % display_name,
                               lambda: self.find_by_name(display_name, template_id))
-            if len(apps) > 1:
-                raise AppError("instantiate answered 404 and %d applications named '%s' (template %s) exist now: %s. "
-                               "Delete the extra ones or pin one with app_id." % (len(apps), display_name, template_id, _ids(apps)),
-                               duplicates=[application_result(app) for app in apps])
-            app = apps[0]
+            app = self._created_by(apps, err.date)
+            if app is None:
+                # Another run created one at the same time: go on with the oldest (the one every run keeps, see settle_race).
+                self.unclear = apps
+                app = min(apps, key=_age)
             return app, self.wait_for_service_principal(app)
         created = created or {}
         app, sp = created.get("application"), created.get("servicePrincipal")
@@ -225,6 +262,35 @@ class AppService:
         if not sp or not sp.get("id"):
             sp = self.wait_for_service_principal(app)
         return app, sp
+
+    @staticmethod
+    def _created_by(apps, answered):
+        """The app an ``instantiate`` that answered 404 at ``answered`` (its error date) created, among ``apps`` (which were
+        not listed before it): the only one, else the only one created in the seconds before the answer; None if unclear."""
+        if len(apps) == 1:
+            return apps[0]
+        end = _timestamp(answered)
+        if end is None:
+            return None
+        recent = [app for app in apps if _timestamp(app.get("createdDateTime")) is not None
+                  and end - INSTANTIATE_WINDOW <= _timestamp(app.get("createdDateTime")) <= end + 1]
+        return recent[0] if len(recent) == 1 else None
+
+    def settle_race(self, app, sp):
+        """After this run created ``app`` and read it consistently: if the last read listed an older app with the same name
+        (made by a concurrent run, or by a run killed right after its instantiate), delete ``app`` and adopt the oldest.
+
+        Returns ``(kept app, its service principal, [deleted app])``. Every run that sees both apps keeps the same one.
+        """
+        keep = min(self.listed or [app], key=_age)
+        if keep.get("id") == app.get("id"):
+            return app, sp, []
+        self._say("application %s (app_id %s) named alike is older than %s: deleting this run's and adopting it"
+                  % (keep["id"], keep["appId"], app["id"]))
+        deleted = [app] if self.delete(app) else []
+        if deleted:
+            self.wait_until_gone(app)
+        return keep, self.wait_for_service_principal(keep), deleted
 
     def delete(self, app):
         """Delete the application (its service principal goes with it). Return False when it was already gone."""
@@ -248,8 +314,10 @@ def _select(service, display_name, template_id, app_id):
         return app
     apps = service.find_by_name(display_name, template_id)
     if len(apps) > 1:
-        raise AppError("Found %d applications named '%s' made from template %s: %s. Delete the extra ones, or pin the one "
-                       "to manage with app_id." % (len(apps), display_name, template_id, _ids(apps)),
+        raise AppError("Found %d applications named '%s' made from template %s: %s. Keep one: delete the extra ones (Entra admin "
+                       "center > Enterprise applications, or entrascim.cloudflare.entra_app with state=absent and their app_id), or "
+                       "pin the one to manage with app_id. When runs at the same time made them, keep the oldest: it is the one "
+                       "they all configured." % (len(apps), display_name, template_id, _ids(sorted(apps, key=_age))),
                        duplicates=[application_result(app) for app in apps])
     return apps[0] if apps else None
 
@@ -274,10 +342,23 @@ def ensure_present(service, display_name, template_id, app_id=None, wait=True, c
         return {"changed": True, "application": application_result(planned), "service_principal": service_principal_result(planned_sp),
                 "diff": {"before": before, "after": diff_view(planned, planned_sp, display_name, template_id)}}
     app, sp = service.instantiate(template_id, display_name)
+    warnings = []
+    if service.unclear:
+        warnings.append("instantiate answered 404 and %d applications named '%s' (template %s) appeared: %s. This run cannot tell "
+                        "which one it created and went on with the oldest; when the next run reports duplicates, delete the newer "
+                        "ones." % (len(service.unclear), display_name, template_id, _ids(sorted(service.unclear, key=_age))))
     if wait:
         sp = service.wait_until_consistent(app, sp, display_name, template_id) or sp
+        if not service.unclear:
+            created = app
+            app, sp, deleted = service.settle_race(app, sp)
+            if app is not created:
+                warnings.append("Another application named '%s' (template %s) was created before this run's became visible, by a "
+                                "concurrent run or by a run killed right after it created one: adopted the oldest, %s; this run's, "
+                                "%s, %s." % (display_name, template_id, _ids([app]), _ids([created]),
+                                             "was deleted" if deleted else "was already gone"))
     return {"changed": True, "application": application_result(app), "service_principal": service_principal_result(sp),
-            "diff": {"before": before, "after": diff_view(app, sp, display_name, template_id)}}
+            "diff": {"before": before, "after": diff_view(app, sp, display_name, template_id)}, "warnings": warnings}
 
 
 def ensure_absent(service, display_name, template_id, app_id=None, wait=True, check_mode=False):

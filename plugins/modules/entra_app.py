@@ -18,6 +18,10 @@ description:
     their IDs so that you can delete the extra ones or pin the right one with O(app_id).
   - C(instantiate) can answer HTTP 404 while it is in fact creating the app. The module then polls for the app it
     created (by name and template) instead of creating a second one.
+  - Two runs that both found no app both create one (runs at the same time, or a run started again right after one
+    that was killed after its C(instantiate), before the new app is listed). With O(wait), a run that created an app
+    and then sees an older one with the same name deletes its own and adopts the oldest, with a warning, so that
+    every run keeps the same app. It only ever deletes the app it created itself.
   - The module never changes an existing app. In particular it leaves the C(notes) of the service principal alone,
     where M(entrascim.cloudflare.entra_sync_secrets) keeps its token fingerprint.
 author:
@@ -208,6 +212,8 @@ def run(entra):
         entra.module.fail_json(msg=err.message, progress=progress, **err.details)
     if progress:
         result["progress"] = progress
+    for warning in result.pop("warnings", []):
+        entra.module.warn(warning)
     if not entra.diff_mode:
         result.pop("diff")
     return result
