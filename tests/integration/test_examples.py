@@ -263,6 +263,7 @@ def test_examples_run_unchanged_against_the_emulator(emulator, playbook, secrets
     # 1. Provision: everything is created, provisioning runs and the users and groups arrive in Cloudflare.
     result = run("provision", PROVISION, cloudflare_scim_token=token)
     assert result.changed == 5  # app, job, secrets, assignments, start; the rest reads or reports
+    assert result.total("skipped") == 1  # "Show what to fix": the preflight found nothing to fix in this tenant
     production = View(emulator.state(), PRODUCTION)
     assert len(production.apps) == 1
     sp_id = production.sp_id
@@ -298,7 +299,7 @@ def test_examples_run_unchanged_against_the_emulator(emulator, playbook, secrets
     assert job["status"]["code"] == "Quarantine"
     reason = job["status"]["quarantine"]["reason"]
     result = run("day2", DAY2, cloudflare_scim_token=rotated_token)
-    assert debug_messages(result.output) == ["Quarantined: %s" % reason]
+    assert debug_messages(result.output) == ["Quarantined: %s" % reason] and result.total("skipped") == 0
     done = [op for op in writes(emulator) if op.startswith("sync.")]
     # The start example with recover_quarantine restarts the quarantined job, unless the emulator's own retry (every
     # 8 s) already ran a cycle with the new token and lifted the quarantine: then it leaves the running job alone.
