@@ -9,7 +9,8 @@ serviceprincipal-delete-approleassignedto.md, concepts/json-batching.md, concept
 
 * ``POST /servicePrincipals/{id}/appRoleAssignedTo`` ``{principalId, resourceId, appRoleId}`` -> 201; assigning
   twice answers 400 "Permission being assigned already exists on the object", which means "present".
-* ``GET .../appRoleAssignedTo`` lists them (paged, no ``$filter``): we read it once per run.
+* ``GET .../appRoleAssignedTo`` lists them (paged, no ``$filter``): we read it once per run, in one ``$batch`` with
+  the service principal and the principal lookups (json-batching.md: independent requests in one call).
 * ``DELETE .../appRoleAssignedTo/{assignment id}`` -> 204.
 * The app roles of a template-made service principal (``User``, ``msiam_access``) have ``value: null``: a role is
   matched by id, then value, then display name. The all-zero id is "Default Access".
@@ -25,7 +26,7 @@ from urllib.parse import quote
 
 from ._consistency import retry_replication
 from ._errors import GraphError, error_step
-from ._graph import batch_error, encode_query, odata_quote
+from ._graph import batch_error, batch_get, encode_query, odata_quote
 
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
 ALREADY_EXISTS = "already exists on the object"
@@ -144,28 +145,37 @@ def _get(client, path, params, step):
         return None, err
 
 
-def resolve_principals(client, principals, missing_ok=False):
+def lookup_answers(client, principals, answers=None):
+    """``[(body, error)]``: the answer of each principal's lookup. ``answers`` are the results of those reads made
+    already (in a ``$batch`` with other reads); else they are made here, through ``$batch`` when there are several.
+    Items that throttling or an outage kept from running are sent again alone."""
+    lookups = [lookup(p) for p in principals]
+    if answers is None:
+        if len(lookups) == 1:
+            return [_get(client, *lookups[0])]
+        if not lookups:
+            return []
+        requests = [{"method": "GET", "url": "%s?%s" % (path, encode_query(params))} for path, params, dummy in lookups]
+        answers = [(item.get("body"), batch_error(item)) for item in client.batch(requests)]
+    result = []
+    for (path, params, step), (body, error) in zip(lookups, answers):
+        if transient(error):
+            body, error = _get(client, path, params, step)
+        elif error is not None:
+            error.step = step
+        result.append((body, error))
+    return result
+
+
+def resolve_principals(client, principals, missing_ok=False, answers=None):
     """Resolve every principal to ``{id, type, display_name, requested}`` (duplicates merged).
 
-    One request per principal, through ``$batch`` when there are several. A name matching 0 or more than 1
-    object fails naming it (all problems at once); with ``missing_ok`` (state absent) a principal that does
-    not exist is skipped and reported in the second return value.
+    One request per principal, through ``$batch`` when there are several (``answers``: see ``lookup_answers``). A
+    name matching 0 or more than 1 object fails naming it (all problems at once); with ``missing_ok`` (state absent)
+    a principal that does not exist is skipped and reported in the second return value.
     """
     validate_principals(principals)
-    lookups = [lookup(p) for p in principals]
-    answers = []
-    if len(lookups) == 1:
-        answers.append(_get(client, *lookups[0]))
-    elif lookups:
-        requests = [{"method": "GET", "url": "%s?%s" % (path, encode_query(params))} for path, params, dummy in lookups]
-        for (path, params, step), item in zip(lookups, client.batch(requests)):
-            error = batch_error(item)
-            body = item.get("body")
-            if transient(error):
-                body, error = _get(client, path, params, step)
-            elif error is not None:
-                error.step = step
-            answers.append((body, error))
+    answers = lookup_answers(client, principals, answers)
     resolved, missing, problems = [], [], []
     seen = set()
     for principal, (body, error) in zip(principals, answers):
@@ -278,6 +288,21 @@ class AssignmentService:
         with error_step("list app role assignments"):
             return self.client.list(self.base, params={"$select": ASSIGNMENT_FIELDS})
 
+    def read_all(self, principals):
+        """``(service principal, assignments, lookup answers)`` with one ``$batch`` request: the service principal (its
+        app roles), its assignments and the lookup of every principal are independent reads. A read of the service
+        principal or of its assignments that failed (still replicating, throttled, no permission) is made again on its
+        own, which waits for replication and fails with that read's step and message."""
+        reads = [("/servicePrincipals/%s" % quote(self.sp_id, safe=""), {"$select": SERVICE_PRINCIPAL_FIELDS}),
+                 (self.base, {"$select": ASSIGNMENT_FIELDS})]
+        reads.extend((path, params) for path, params, dummy in (lookup(p) for p in principals))
+        answers = batch_get(self.client, reads)
+        (sp, sp_error), (listing, list_error) = answers[0], answers[1]
+        if sp_error is not None:
+            sp = self.service_principal()
+        existing = self.list() if list_error is not None else (listing or {}).get("value") or []
+        return sp, existing, answers[2:]
+
     def _create_one(self, principal, role_id):
         body = {"principalId": principal["id"], "resourceId": self.sp_id, "appRoleId": role_id}
 
@@ -344,12 +369,11 @@ def ensure_assignments(service, principals, app_role="User", state="present", pu
     AssignmentError before any write for bad input, GraphError when nothing was written, PartialFailure otherwise.
     """
     validate_principals(principals)
-    sp = service.service_principal()
+    sp, existing, answers = service.read_all(principals)
     role = resolve_role(sp, app_role)
     role_names = dict(((r.get("id") or "").lower(), r.get("value") or r.get("displayName")) for r in sp.get("appRoles") or [])
     role_names[DEFAULT_ACCESS_ROLE_ID] = "Default Access"
-    desired, missing = resolve_principals(service.client, principals, missing_ok=(state == "absent"))
-    existing = service.list()
+    desired, missing = resolve_principals(service.client, principals, missing_ok=(state == "absent"), answers=answers)
     to_add, to_remove = plan(existing, desired, role["id"], state, purge)
     before = principal_view(existing, role_names)
     result = {"changed": bool(to_add or to_remove), "app_role": role, "skipped_principals": missing}

@@ -300,6 +300,52 @@ class GraphClient:
         return results
 
 
+def batch_get(client, reads):
+    """GET independent resources with one ``$batch`` (chunks of 20) instead of one request each.
+
+    ``reads`` is a list of ``(path, params)``. Returns ``[(body, error)]`` in the same order, ``error`` being the
+    GraphError of a failed read (else None); throttled items were already retried by ``GraphClient.batch``. A
+    collection page with an ``@odata.nextLink`` is completed with plain GETs, so ``body["value"]`` holds every item.
+    A single read is sent as a plain GET. When the ``$batch`` request itself answers an HTTP error, each read is sent
+    on its own; connection failures (no answer at all) propagate.
+    """
+    if len(reads) > 1:
+        try:
+            items = client.batch([{"method": "GET", "url": "%s?%s" % (path, encode_query(params)) if params else path}
+                                  for path, params in reads])
+        except GraphError as err:
+            if err.status is None:
+                raise
+            items = None
+        if items is not None:
+            answers = []
+            for (path, dummy), item in zip(reads, items):
+                error = batch_error(item, step_url=path)
+                answers.append((_all_pages(client, item.get("body")) if error is None else None, error))
+            return answers
+    answers = []
+    for path, params in reads:
+        try:
+            answers.append((_all_pages(client, client.get(path, params=params)), None))
+        except GraphError as err:
+            if err.status is None:
+                raise
+            answers.append((None, err))
+    return answers
+
+
+def _all_pages(client, body):
+    """``body`` with the items of the pages behind its ``@odata.nextLink`` added to ``value``."""
+    if not isinstance(body, dict) or not body.get("@odata.nextLink"):
+        return body
+    body = dict(body)
+    values = list(body.get("value") or [])
+    for page in client.iter_pages(body.pop("@odata.nextLink")):
+        values.extend(page.get("value") or [])
+    body["value"] = values
+    return body
+
+
 def batch_error(item, step_url=None):
     """A GraphError for a failed ``$batch`` item (None when the item succeeded)."""
     status = item.get("status")

@@ -22,7 +22,7 @@ __metaclass__ = type
 
 from ._cloudflare import virtual_group_match
 from ._errors import GraphError, error_step
-from ._graph import batch_error
+from ._graph import batch_get
 
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
 SEVERITIES = ("error", "warning", "info")
@@ -220,55 +220,60 @@ def read_sync_all(client, sp_id):
         raise
 
 
-def read_users(client, assignments, scope):
-    """The directly assigned users, read through $batch (20 per call); unreadable ones (404) go to ``scope.missing``."""
-    user_assignments = []
-    seen = set()
+def read_principals(client, assignments, scope):
+    """The directly assigned users and the direct members (users and groups) of every assigned group, read with one
+    ``$batch`` (20 per call). A user or group that is gone (404) goes to ``scope.missing``; another failed read is
+    made again on its own, which fails with the step "read users" or "read group members"."""
+    users, groups, seen = [], [], set()
     for assignment in assignments:
-        if assignment.get("principalType") == "User" and assignment.get("principalId") not in seen:
-            seen.add(assignment.get("principalId"))
-            user_assignments.append(assignment)
-    if not user_assignments:
-        return
-    requests = [{"method": "GET", "url": "/users/%s?$select=%s" % (item["principalId"], USER_SELECT)} for item in user_assignments]
-    with error_step("read users"):
-        for index, response in enumerate(client.batch(requests)):
-            assignment = user_assignments[index]
-            error = batch_error(response, step_url=requests[index]["url"])
-            if error is None:
-                scope.users[assignment["principalId"]] = response.get("body") or {}
-            elif error.status == 404:
-                scope.missing.append(assignment)
-            else:
-                raise error
-
-
-def read_group_members(client, assignments, scope):
-    """The direct members (users and groups) of every assigned group; a group that is gone (404) goes to missing."""
-    seen = set()
-    for assignment in assignments:
-        group_id = assignment.get("principalId")
-        if assignment.get("principalType") != "Group" or group_id in seen:
-            continue
-        seen.add(group_id)
-        try:
-            with error_step("read group members"):
-                scope.group_members[group_id] = client.list("groups/%s/members" % group_id, params={"$select": MEMBER_SELECT})
-        except GraphError as err:
-            if err.status != 404:
-                raise
+        kind, principal_id = assignment.get("principalType"), assignment.get("principalId")
+        if kind in ("User", "Group") and (kind, principal_id) not in seen:
+            seen.add((kind, principal_id))
+            (users if kind == "User" else groups).append(assignment)
+    reads = [("/users/%s" % item["principalId"], {"$select": USER_SELECT}) for item in users]
+    reads += [("groups/%s/members" % item["principalId"], {"$select": MEMBER_SELECT}) for item in groups]
+    answers = batch_get(client, reads)
+    for index, assignment in enumerate(users + groups):
+        (path, params), (body, error) = reads[index], answers[index]
+        is_user = index < len(users)
+        if error is not None and error.status != 404:
+            try:
+                with error_step("read users" if is_user else "read group members"):
+                    body, error = (client.get(path, params=params) if is_user else {"value": client.list(path, params=params)}), None
+            except GraphError as err:
+                if err.status != 404:
+                    raise
+                error = err
+        if error is not None:
             scope.missing.append(assignment)
+        elif is_user:
+            scope.users[assignment["principalId"]] = body or {}
+        else:
+            scope.group_members[assignment["principalId"]] = (body or {}).get("value") or []
 
 
 def read_scope(client, sp_id):
-    """Read everything the rules need (the service principal, assignments, SyncAll, users, group members)."""
-    with error_step("read service principal"):
-        sp = client.get("servicePrincipals/%s" % sp_id, params={"$select": SP_SELECT})
-    with error_step("list app role assignments"):
-        assignments = client.list("servicePrincipals/%s/appRoleAssignedTo" % sp_id, params={"$select": ASSIGNMENT_SELECT})
-    scope = Scope(sp, assignments, read_sync_all(client, sp_id))
-    read_users(client, assignments, scope)
-    read_group_members(client, assignments, scope)
+    """Read everything the rules need with two ``$batch`` requests: the service principal, its assignments and
+    ``SyncAll`` (independent reads), then the assigned users and the members of the assigned groups. A read of the
+    first three that failed is made again on its own, which fails with its own step and message."""
+    sp_path = "servicePrincipals/%s" % sp_id
+    (sp, sp_error), (listing, list_error), (secrets, secrets_error) = batch_get(client, [
+        (sp_path, {"$select": SP_SELECT}), (sp_path + "/appRoleAssignedTo", {"$select": ASSIGNMENT_SELECT}),
+        (sp_path + "/synchronization/secrets", None)])
+    if sp_error is not None:
+        with error_step("read service principal"):
+            sp = client.get(sp_path, params={"$select": SP_SELECT})
+    if list_error is not None:
+        with error_step("list app role assignments"):
+            assignments = client.list(sp_path + "/appRoleAssignedTo", params={"$select": ASSIGNMENT_SELECT})
+    else:
+        assignments = (listing or {}).get("value") or []
+    if secrets_error is None or secrets_error.status == 404:
+        sync_all = parse_sync_all(secrets)  # no secrets saved yet (404): the default, false
+    else:
+        sync_all = read_sync_all(client, sp_id)
+    scope = Scope(sp, assignments, sync_all)
+    read_principals(client, assignments, scope)
     return scope
 
 

@@ -37,7 +37,7 @@ from urllib.parse import quote, urlparse
 
 from ._consistency import retry_replication, wait_until_visible
 from ._errors import GraphError, error_step
-from ._graph import odata_quote
+from ._graph import batch_get, odata_quote
 
 DEFAULT_TEMPLATE_ID = "scim"
 JOB_STATES = ("present", "started", "paused", "restarted", "absent")
@@ -90,6 +90,11 @@ def job_path(sp_id, job_id):
 
 def secrets_path(sp_id):
     return "%s/synchronization/secrets" % sp_path(sp_id)
+
+
+def _secret_values(document):
+    """``{key: value}`` from a GET synchronization/secrets answer."""
+    return dict((item.get("key"), item.get("value")) for item in (document or {}).get("value") or [] if isinstance(item, dict))
 
 
 # ---------------------------------------------------------------------------------------------- job result shape
@@ -416,12 +421,21 @@ class SyncService:
     # -- secrets
     def read_secrets(self):
         """``{key: value}`` of the saved synchronization secrets (sensitive values are ``"*"``)."""
-        document = self._retry("read synchronization secrets", lambda: self.client.get(secrets_path(self.sp_id))) or {}
-        return dict((item.get("key"), item.get("value")) for item in document.get("value") or [] if isinstance(item, dict))
+        return _secret_values(self._retry("read synchronization secrets", lambda: self.client.get(secrets_path(self.sp_id))))
 
     def read_notes(self):
         sp = self._retry("read service principal", lambda: self.client.get(sp_path(self.sp_id), params={"$select": "id,notes"})) or {}
         return sp.get("notes")
+
+    def read_notes_and_secrets(self):
+        """``(notes, secrets)`` with one ``$batch`` request instead of two. When either read fails (a service principal
+        that is still replicating, a missing permission...) both are read again on their own, which retries replication
+        answers and fails with the step and message of the read that failed."""
+        (sp, sp_error), (document, secrets_error) = batch_get(self.client, [(sp_path(self.sp_id), {"$select": "id,notes"}),
+                                                                            (secrets_path(self.sp_id), None)])
+        if sp_error is not None or secrets_error is not None:
+            return self.read_notes(), self.read_secrets()
+        return (sp or {}).get("notes"), _secret_values(document)
 
     def validate_credentials(self, job_id, base_address, secret_token):
         body = {"useSavedCredentials": False,
@@ -638,8 +652,7 @@ def ensure_secrets(service, base_address, secret_token, sync_all=None, notificat
     check_base_address(base_address)
     if not secret_token:
         raise ValueError("secret_token must not be empty")
-    notes = service.read_notes()
-    current = service.read_secrets()
+    notes, current = service.read_notes_and_secrets()
     plan = plan_secrets(service.sp_id, current, notes, base_address, secret_token, sync_all=sync_all,
                         notification_email=notification_email, update_secret_token=update_secret_token)
     warnings = []

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._auth import AccessTokenAuth, ClientSecretAuth
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError, failure_message
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._graph import (
-    GraphClient, batch_error, encode_query, filter_eq, odata_literal, odata_quote,
+    GraphClient, batch_error, batch_get, encode_query, filter_eq, odata_literal, odata_quote,
 )
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._transport import RetryPolicy, Transport
 from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import CLIENT_ID, CLIENT_SECRET, TENANT_ID
@@ -248,3 +248,70 @@ def test_a_callable_token_provider_is_accepted(fake_ms, pki):
     client = GraphClient(Transport(ca_path=pki.ca_path), lambda: token, fake_ms.graph_endpoint + "/")
     assert client.base_url == fake_ms.base_url + "/v1.0"
     assert client.get("me") == {"ok": True}
+
+
+class _BatchGetClient(object):
+    """A client with ``batch``, ``get`` and ``iter_pages`` answering from ``pages`` (path -> list of pages)."""
+
+    def __init__(self, pages, batch_status=None):
+        self.pages = pages
+        self.batch_status = batch_status
+        self.calls = []
+
+    def _page(self, path, index=0):
+        if path not in self.pages:
+            raise GraphError("Resource does not exist.", status=404, code="Request_ResourceNotFound")
+        page = dict(self.pages[path][index])
+        if index + 1 < len(self.pages[path]):
+            page["@odata.nextLink"] = "https://graph.example/v1.0%s?$skiptoken=%d" % (path, index + 1)
+        return page
+
+    def batch(self, requests):
+        self.calls.append(("batch", [item["url"] for item in requests]))
+        if self.batch_status is not None:
+            raise GraphError("batch refused", status=self.batch_status, code="BadRequest")
+        items = []
+        for index, item in enumerate(requests):
+            try:
+                items.append({"id": str(index + 1), "status": 200, "headers": {}, "body": self._page(item["url"].split("?")[0])})
+            except GraphError as err:
+                items.append({"id": str(index + 1), "status": err.status, "headers": {}, "body": {"error": {"code": err.code, "message": err.message}}})
+        return items
+
+    def get(self, path, params=None):
+        self.calls.append(("get", path))
+        return self._page(path)
+
+    def iter_pages(self, url):
+        self.calls.append(("next", url))
+        path, dummy, token = url[len("https://graph.example/v1.0"):].partition("?$skiptoken=")
+        index = int(token)
+        while True:
+            page = self._page(path, index)
+            yield page
+            if "@odata.nextLink" not in page:
+                return
+            index += 1
+
+
+def test_batch_get_reads_in_one_batch_and_completes_paged_collections():
+    client = _BatchGetClient({"/sp": [{"id": "sp"}], "/list": [{"value": [1, 2]}, {"value": [3]}, {"value": [4]}]})
+    answers = batch_get(client, [("/sp", {"$select": "id"}), ("/list", None), ("/gone", None)])
+    assert answers[0] == ({"id": "sp"}, None)
+    assert answers[1] == ({"value": [1, 2, 3, 4]}, None)
+    assert answers[2][0] is None and answers[2][1].status == 404
+    assert client.calls[0] == ("batch", ["/sp?$select=id", "/list", "/gone"])
+    assert [kind for kind, dummy in client.calls] == ["batch", "next"]
+
+
+def test_batch_get_sends_a_single_read_plainly_and_falls_back_when_batch_is_refused():
+    client = _BatchGetClient({"/sp": [{"id": "sp"}]})
+    assert batch_get(client, [("/sp", None)]) == [({"id": "sp"}, None)]
+    assert client.calls == [("get", "/sp")]
+    refusing = _BatchGetClient({"/sp": [{"id": "sp"}], "/other": [{"id": "other"}]}, batch_status=400)
+    assert batch_get(refusing, [("/sp", None), ("/other", None)]) == [({"id": "sp"}, None), ({"id": "other"}, None)]
+    assert [kind for kind, dummy in refusing.calls] == ["batch", "get", "get"]
+    down = _BatchGetClient({}, batch_status=None)
+    down.batch = lambda requests: (_ for _ in ()).throw(GraphError("no answer", status=None, code="ConnectionError"))
+    with pytest.raises(GraphError):
+        batch_get(down, [("/a", None), ("/b", None)])

@@ -264,10 +264,20 @@ class FakeGraph(object):
             status, code = self.errors[path]
             raise GraphError("boom %s" % code, status=status, code=code, request_id="req-1")
 
+    def _answer(self, path):
+        path = path.lstrip("/")
+        self._raise(path)
+        if path.startswith("users/"):
+            if path.split("/")[1] not in self.batch_bodies:
+                raise GraphError("gone", status=404, code="Request_ResourceNotFound", request_id="req-1")
+            return self.batch_bodies[path.split("/")[1]]
+        if path in self.lists:
+            return {"value": list(self.lists[path])}
+        return self.gets[path]
+
     def get(self, path, params=None):
         self.calls.append(("GET", path, params))
-        self._raise(path)
-        return self.gets[path]
+        return self._answer(path)
 
     def list(self, path, params=None):
         self.calls.append(("LIST", path, params))
@@ -278,12 +288,11 @@ class FakeGraph(object):
         self.calls.append(("BATCH", [item["url"] for item in requests], None))
         result = []
         for index, item in enumerate(requests):
-            user_id = item["url"].split("/")[2].split("?")[0]
-            if user_id in self.batch_bodies:
-                result.append({"id": str(index + 1), "status": 200, "headers": {}, "body": self.batch_bodies[user_id]})
-            else:
-                result.append({"id": str(index + 1), "status": 404, "headers": {},
-                               "body": {"error": {"code": "Request_ResourceNotFound", "message": "gone"}}})
+            try:
+                result.append({"id": str(index + 1), "status": 200, "headers": {}, "body": self._answer(item["url"].split("?")[0])})
+            except GraphError as err:
+                result.append({"id": str(index + 1), "status": err.status, "headers": {},
+                               "body": {"error": {"code": err.code, "message": str(err)}}})
         return result
 
 
@@ -300,18 +309,21 @@ def fake_tenant(sync_all="false", errors=None):
     )
 
 
-def test_read_scope_reads_each_thing_once_with_select():
+def test_read_scope_reads_each_thing_once_with_select_in_two_batches():
     client = fake_tenant()
     scope = pf.read_scope(client, SP_ID)
     assert scope.sync_all is False
     assert list(scope.users) == ["u1"]
     assert [item["principalId"] for item in scope.missing] == ["u2"]
     assert [m["id"] for m in scope.group_members["g1"]] == ["u3", "g2"]
-    kinds = [call[0] for call in client.calls]
-    assert kinds == ["GET", "LIST", "GET", "BATCH", "LIST"]  # the group assigned twice is read once
-    assert client.calls[0][2] == {"$select": pf.SP_SELECT}
-    assert client.calls[3][1] == ["/users/u1?$select=%s" % pf.USER_SELECT, "/users/u2?$select=%s" % pf.USER_SELECT]
-    assert "accountEnabled" in client.calls[4][2]["$select"]
+    assert [call[0] for call in client.calls] == ["BATCH", "BATCH"]
+    assert client.calls[0][1] == ["servicePrincipals/%s?$select=%s" % (SP_ID, pf.SP_SELECT),
+                                  "servicePrincipals/%s/appRoleAssignedTo?$select=%s" % (SP_ID, pf.ASSIGNMENT_SELECT),
+                                  "servicePrincipals/%s/synchronization/secrets" % SP_ID]
+    # the group assigned twice is read once
+    assert client.calls[1][1] == ["/users/u1?$select=%s" % pf.USER_SELECT, "/users/u2?$select=%s" % pf.USER_SELECT,
+                                  "groups/g1/members?$select=%s" % pf.MEMBER_SELECT]
+    assert "accountEnabled" in pf.MEMBER_SELECT
 
 
 def test_run_preflight_result_and_failure():
@@ -354,14 +366,18 @@ def test_deleted_group_becomes_principal_not_found():
     assert sorted(item["principalId"] for item in scope.missing) == ["g1", "u2"]
 
 
-def test_batch_item_failure_other_than_404_is_raised():
+def test_batch_item_failure_other_than_404_is_read_again_alone_then_raised():
     client = fake_tenant()
 
     def failing_batch(requests):
-        return [{"id": "1", "status": 403, "headers": {}, "body": {"error": {"code": "Authorization_RequestDenied", "message": "no"}}}
-                for dummy in requests]
+        client.calls.append(("BATCH", [item["url"] for item in requests], None))
+        return [{"id": str(index + 1), "status": 403, "headers": {}, "body": {"error": {"code": "Authorization_RequestDenied", "message": "no"}}}
+                for index in range(len(requests))]
 
     client.batch = failing_batch
+    scope = pf.read_scope(client, SP_ID)  # every read made again alone succeeds
+    assert list(scope.users) == ["u1"] and scope.sync_all is False
+    client.errors["users/u1"] = (403, "Authorization_RequestDenied")
     with pytest.raises(GraphError) as info:
         pf.read_scope(client, SP_ID)
     assert info.value.status == 403

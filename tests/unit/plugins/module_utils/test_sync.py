@@ -13,6 +13,8 @@ import json
 import re
 import uuid
 
+from urllib.parse import parse_qsl
+
 import pytest
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._consistency import ConsistencyTimeout
@@ -154,6 +156,20 @@ class FakeSyncGraph(object):
                     return copy.deepcopy(sp)
             raise graph_error(404, "Request_ResourceNotFound")
         raise AssertionError("unexpected GET %s" % path)
+
+    def batch(self, requests):
+        """$batch of GETs: each item is answered like ``get`` (recorded as a GET), failures as error items."""
+        items = []
+        for index, request in enumerate(requests):
+            assert request["method"] == "GET"
+            path, dummy, query = request["url"].partition("?")
+            try:
+                items.append({"id": str(index + 1), "status": 200, "headers": {},
+                              "body": self.get(path.lstrip("/"), params=dict(parse_qsl(query)) or None)})
+            except GraphError as err:
+                items.append({"id": str(index + 1), "status": err.status, "headers": {},
+                              "body": {"error": {"code": err.code, "message": err.message, "innerError": {"request-id": err.request_id}}}})
+        return items
 
     def list(self, path, params=None, headers=None):
         self.calls.append(("LIST", path, params))
@@ -730,10 +746,25 @@ def test_secrets_reject_bad_base_address(graph, clock):
 
 def test_secrets_ride_out_replication(graph, clock):
     graph.add_job()
-    graph.fail[("GET", "/synchronization/secrets")] = [graph_error(404, "Request_ResourceNotFound")]
+    # The first 404 answers the read in the $batch, the second the read made again on its own, which waits and retries.
+    graph.fail[("GET", "/synchronization/secrets")] = [graph_error(404, "Request_ResourceNotFound"), graph_error(404, "Request_ResourceNotFound")]
     graph.fail[("PUT", "/synchronization/secrets")] = [graph_error(409, "Conflict")]
     result = ensure_secrets(service_for(graph, clock), BASE, TOKEN)
     assert result["changed"] is True and graph.secrets["SecretToken"] == TOKEN and len(clock.sleeps) == 2
+
+
+def test_secrets_and_notes_are_read_in_one_batch(graph, clock):
+    graph.add_job()
+    ensure_secrets(service_for(graph, clock), BASE, TOKEN)
+    graph.calls[:] = []
+    batches = []
+    original = graph.batch
+    graph.batch = lambda requests: batches.append([item["url"] for item in requests]) or original(requests)
+    result = ensure_secrets(service_for(graph, clock), BASE, TOKEN)
+    assert result["changed"] is False
+    assert batches == [["servicePrincipals/%s?$select=id,notes" % SP_ID, "servicePrincipals/%s/synchronization/secrets" % SP_ID]]
+    assert [(method, path) for method, path, dummy in graph.calls] == [
+        ("GET", "servicePrincipals/%s" % SP_ID), ("GET", "servicePrincipals/%s/synchronization/secrets" % SP_ID)]
 
 
 # ---------------------------------------------------------------------------------------------- logs and info

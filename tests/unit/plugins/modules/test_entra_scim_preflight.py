@@ -42,27 +42,39 @@ class FakeGraph(object):
                 raise GraphError("Insufficient privileges to complete the operation.", status=403, code="Authorization_RequestDenied",
                                  request_id="11111111-2222-3333-4444-555555555555")
 
-    def get(self, path, params=None):
-        self.calls.append(("GET", path))
+    def _answer(self, path):
         self._check(path)
+        path = path.lstrip("/")
+        if path.startswith("users/"):
+            user = self.users.get(path.split("/")[1])
+            if user is None:
+                raise GraphError("Resource does not exist.", status=404, code="Request_ResourceNotFound")
+            return user
         if path.endswith("/synchronization/secrets"):
             return {"value": [{"key": "SecretToken", "value": "*"}, {"key": "SyncAll", "value": self.sync_all}]}
+        if path.endswith("/appRoleAssignedTo"):
+            return {"value": list(self.assignments)}
+        if path.endswith("/members"):
+            return {"value": list(self.members.get(path.split("/")[1], []))}
         return {"id": SP_ID, "displayName": "Cloudflare SCIM - Test", "appRoles": [{"id": USER_ROLE, "displayName": "User", "value": None}]}
+
+    def get(self, path, params=None):
+        self.calls.append(("GET", path))
+        return self._answer(path)
 
     def list(self, path, params=None):
         self.calls.append(("LIST", path))
-        self._check(path)
-        if path.endswith("/appRoleAssignedTo"):
-            return list(self.assignments)
-        return list(self.members.get(path.split("/")[1], []))
+        return self._answer(path)["value"]
 
     def batch(self, requests):
         self.calls.append(("BATCH", len(requests)))
         result = []
         for index, request in enumerate(requests):
-            user_id = request["url"].split("/")[2].split("?")[0]
-            body = self.users.get(user_id)
-            result.append({"id": str(index + 1), "status": 200 if body else 404, "headers": {}, "body": body or {"error": {}}})
+            try:
+                result.append({"id": str(index + 1), "status": 200, "headers": {}, "body": self._answer(request["url"].split("?")[0])})
+            except GraphError as err:
+                result.append({"id": str(index + 1), "status": err.status, "headers": {},
+                               "body": {"error": {"code": err.code, "message": err.message}}})
         return result
 
     def post(self, *args, **kwargs):
