@@ -7,6 +7,7 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import email.utils
+import http.client
 
 import pytest
 
@@ -201,6 +202,29 @@ def test_proxy_from_the_environment_is_used(fake_ms, pki, fake_clock, proxy, mon
     fresh = make_transport(pki, fake_clock)
     assert fresh.request("GET", url(fake_ms)).status_code == 200
     assert len(proxy.tunnels) == 1
+
+
+def test_one_connection_is_kept_alive_for_several_requests(fake_ms, pki, fake_clock, monkeypatch):
+    fake_ms.require_auth = False
+    fake_ms.add("GET", "/v1.0/things", Reply(200, {"n": 1}), Reply(200, {"n": 2}), RESET, Reply(200, {"n": 3}))
+    connects = []
+    original = http.client.HTTPSConnection.connect
+    monkeypatch.setattr(http.client.HTTPSConnection, "connect", lambda self: connects.append(self.host) or original(self))
+    transport = make_transport(pki, fake_clock)
+    assert [transport.request("GET", url(fake_ms)).json()["n"] for dummy in range(3)] == [1, 2, 3]
+    # one TLS connection for the first two answers; the reset one is replaced by a new connection
+    assert connects == ["127.0.0.1", "127.0.0.1"]
+    assert fake_clock.sleeps == [0.75]
+
+
+def test_response_text_json_and_headers(fake_ms, pki, fake_clock):
+    fake_ms.require_auth = False
+    body = "{\"name\": \"Zo\u00eb\"}".encode("latin-1")
+    fake_ms.add("GET", "/v1.0/things", Reply(200, body=body, headers={"Content-Type": "application/json; charset=ISO-8859-1", "X-Thing": "1"}))
+    response = make_transport(pki, fake_clock).request("GET", url(fake_ms), params={"filter": 'userName eq "a b"'})
+    assert response.json() == {"name": "Zo\u00eb"} and response.headers["x-thing"] == response.headers.get("X-THING") == "1"
+    assert "X-Thing" in response.headers and response.request.method == "GET"
+    assert fake_ms.requests[-1].raw_query == "filter=userName+eq+%22a+b%22"
 
 
 def test_user_agent_and_timeout_defaults(fake_ms, pki, fake_clock):
