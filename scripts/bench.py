@@ -468,10 +468,11 @@ def report(results):
     lines = ["Machine: %(cpus)s CPUs (%(cpu_model)s), %(system)s, Python %(python)s, ansible-core %(ansible_core)s, "
              "load average at start %(load_at_start)s." % results["machine"],
              "Profile: %s (%s); forks %s; emulator provisioning cycle every %d s." % (
-                 results["profile"], json.dumps(results["faults"], sort_keys=True), ", ".join(sorted(set(str(s["forks"]) for s in sizes))) or "-",
-                 results["cycle_interval"]),
+                 results["profile"], json.dumps(results["faults"], sort_keys=True),
+                 ", ".join(sorted(set(str(s["forks"]) for s in sizes))) or "-", results["cycle_interval"]),
              "",
-             "| accounts | run | wall s | CPU s (children) | emulator CPU s | Graph req/account (reads + writes) | throttled | Cloudflare req | token req | changed | failed |",
+             "| accounts | run | wall s | CPU s (children) | emulator CPU s | Graph req/account (reads + writes) | throttled | Cloudflare req "
+             "| token req | changed | failed |",
              "| ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for size in sizes:
         for run in ("fresh", "converged"):
@@ -487,7 +488,8 @@ def report(results):
             lines.append("| %d | floor (%d x ping per host) | %.1f | %.1f | | | | | | | |" % (
                 size["accounts"], size["tasks_per_host"]["module"], size["floor"]["wall_s"], size["floor"]["cpu_s"]))
     baseline = results.get("baseline") or {}
-    lines += ["", "| accounts | fresh wall s | baseline wall s | fresh / baseline | converged wall s | floor wall s | converged / floor (wall) | converged / floor (CPU) |",
+    lines += ["", "| accounts | fresh wall s | baseline wall s | fresh / baseline | converged wall s | floor wall s | converged / floor (wall) "
+                  "| converged / floor (CPU) |",
               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for size in sizes:
         if not size.get("floor"):
@@ -552,7 +554,8 @@ def gate(results):
                 failures.append("%d accounts: the %s run did not happen" % (size["accounts"], run))
                 continue
             if item["rc"] != 0 or item["failed"]:
-                failures.append("%d accounts: the %s run failed (rc %d, %d failed hosts; see %s)" % (size["accounts"], run, item["rc"], item["failed"], item["log"]))
+                failures.append("%d accounts: the %s run failed (rc %d, %d failed hosts; see %s)"
+                                % (size["accounts"], run, item["rc"], item["failed"], item["log"]))
             if item["requests"]["token_requests"] > TARGETS["token_requests_per_credential"]:
                 failures.append("%d accounts: %d token requests in the %s run (target: 1 per credential)"
                                 % (size["accounts"], item["requests"]["token_requests"], run))
