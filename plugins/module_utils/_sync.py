@@ -56,6 +56,7 @@ LOG_PAGE_SIZE = 50
 LOG_MAX_PAGES = 20
 REPORTS_LIMIT = 5  # requests ...
 REPORTS_WINDOW = 10.0  # ... per 10 seconds (throttling-limits.md, "Identity and access reports")
+RACE_GRACE = 20  # seconds a new job may stay 404 while a concurrent run's job with a smaller id is listed
 
 
 class SyncError(GraphError):
@@ -69,6 +70,14 @@ class SyncError(GraphError):
 
 class _NotYet(GraphError):
     """A successful read that does not show the awaited state yet."""
+
+
+class _Superseded(Exception):
+    """The job this run created lost a race to ``job`` (a job from the same template with a smaller id)."""
+
+    def __init__(self, job):
+        super(_Superseded, self).__init__(job.get("id"))
+        self.job = job
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -314,6 +323,7 @@ class SyncService:
         self.sleep = sleep
         self.clock = clock
         self.progress = progress
+        self.notices = []  # what the module should warn about (a race settled by create_job)
 
     def _retry(self, step, call):
         with error_step(step):
@@ -330,9 +340,10 @@ class SyncService:
         if len(matches) > 1:
             raise SyncError(
                 "find the synchronization job", "DuplicateSynchronizationJobs",
-                "the service principal %s has %d synchronization jobs from template %s (%s); delete the extra ones in the "
-                "Entra admin center (or with state=absent after pinning job ids) so that exactly one remains"
-                % (self.sp_id, len(matches), template_id, ", ".join(sorted(str(job.get("id")) for job in matches))),
+                "the service principal %s has %d synchronization jobs from template %s (%s); delete the extra ones so that "
+                "exactly one remains (keep the one that is started, if any): DELETE "
+                "/servicePrincipals/%s/synchronization/jobs/<job id> in Microsoft Graph (for example with az rest)"
+                % (self.sp_id, len(matches), template_id, ", ".join(sorted(str(job.get("id")) for job in matches)), self.sp_id),
                 job_ids=sorted(str(job.get("id")) for job in matches))
         return matches[0] if matches else None
 
@@ -354,9 +365,59 @@ class SyncService:
 
         created = self._retry("create synchronization job", attempt)
         job_id = created["id"]
-        with error_step("read synchronization job"):
-            return wait_until_visible(lambda: self.client.get(job_path(self.sp_id, job_id)), self.timeout, sleep=self.sleep,
-                                      clock=self.clock, progress=self.progress, what="the synchronization job %s" % job_id)
+        race = {"since": None}
+
+        def read():
+            try:
+                return self.client.get(job_path(self.sp_id, job_id))
+            except GraphError as err:
+                if err.status != 404:
+                    raise
+                # Still 404 while a job with a smaller id is listed: a concurrent run may have kept that one and deleted
+                # ours (see _settle_race). Give up on ours after RACE_GRACE seconds instead of waiting for the timeout.
+                smaller = [item for item in self._template_jobs(template_id) if str(item.get("id")) < str(job_id)]
+                if smaller:
+                    race["since"] = self.clock() if race["since"] is None else race["since"]
+                    if self.clock() - race["since"] >= RACE_GRACE:
+                        raise _Superseded(min(smaller, key=lambda item: str(item.get("id"))))
+                raise
+
+        try:
+            with error_step("read synchronization job"):
+                job = wait_until_visible(read, self.timeout, sleep=self.sleep, clock=self.clock, progress=self.progress,
+                                         what="the synchronization job %s" % job_id)
+        except _Superseded as superseded:
+            self.delete_job(job_id)
+            self.notices.append("The synchronization job %s this run created on service principal %s never read back while %s "
+                                "(from another run at the same time) was listed: went on with %s." % (
+                                    job_id, self.sp_id, superseded.job.get("id"), superseded.job.get("id")))
+            return superseded.job
+        return self._settle_race(job, template_id)
+
+    def _template_jobs(self, template_id):
+        wanted = str(template_id).lower()
+        return [item for item in self.list_jobs() if str(item.get("templateId") or "").lower() == wanted]
+
+    def _settle_race(self, job, template_id):
+        """Keep one job when others from the same template appeared while this run created ``job``.
+
+        They were not listed when this run looked before creating its own, so they come from a concurrent run or from a
+        run killed right after it created one (Graph creates a second job from the same template without complaint).
+        Every run that sees them keeps the one with the smallest id and deletes the others; the result is that job.
+        """
+        jobs = self._template_jobs(template_id)
+        if not any(item.get("id") == job.get("id") for item in jobs):
+            jobs.append(job)
+        if len(jobs) < 2:
+            return job
+        keep = min(jobs, key=lambda item: str(item.get("id")))
+        removed = [str(item.get("id")) for item in jobs if item.get("id") != keep.get("id")]
+        for job_id in removed:
+            self.delete_job(job_id)
+        self.notices.append("Other synchronization jobs from template %s appeared on service principal %s while this run created %s "
+                            "(a concurrent run, or a run killed right after it created one): kept %s, as every run does, and "
+                            "deleted %s." % (template_id, self.sp_id, job.get("id"), keep.get("id"), ", ".join(removed)))
+        return keep if keep.get("id") != job.get("id") else job
 
     def start(self, job_id):
         self._retry("start synchronization job", lambda: self.client.post(job_path(self.sp_id, job_id) + "/start"))
@@ -469,6 +530,7 @@ def ensure_job(service, state, template_id=DEFAULT_TEMPLATE_ID, reset_scope=None
         for action in actions:
             if action == "create":
                 raw = service.create_job(template_id)
+                warnings.extend(service.notices)
             elif action == "delete":
                 service.delete_job(raw["id"])
                 raw = None

@@ -15,6 +15,10 @@ description:
     is deleted. This is "Provisioning Mode Automatic" and "Provisioning Status On/Off" of the Entra admin center.
   - The job is found by its template ID (V(scim) for the non-gallery app Cloudflare uses). A second job is never
     created; if several jobs of the template exist the module fails listing their IDs.
+  - Two runs that both found no job both create one (runs at the same time, or a run started again right after one
+    that was killed after creating its job, before the job is listed). The run that created a job lists the jobs
+    again once its own reads back; when others from the template appeared meanwhile, it keeps the one with the
+    smallest ID (every run picks the same) and deletes the others, with a warning.
   - The module never calls C(start) on a job that is already running (Microsoft warns that doing so can make the
     provisioning service stop). Only a Disabled (never started) or Paused job is started.
   - A job in quarantine (for example after Cloudflare rejected the SCIM token) is reported in a warning with its
