@@ -219,7 +219,7 @@ class TokenCacheFile:
     sequence holds an ``fcntl.flock`` (released by the kernel if the process dies), the file is
     replaced atomically (``mkstemp`` 0600 + ``os.replace``), and readers never lock. The file holds
     msal's serialized cache (access tokens, never the client secret or the certificate key).
-    One file per key = sha256(authority host, tenant, client id, resource).
+    One file per key = sha256(authority host, tenant, client id, resource[, credential fingerprint]).
     """
 
     def __init__(self, directory, key_parts, lock_timeout=120.0):
@@ -506,10 +506,14 @@ class _ConfidentialClientAuth(_MsalAuth):
         self.authority_host = authority_host.rstrip("/")
         self.authority = "%s/%s" % (self.authority_host, tenant_id)
         self.scope = "%s/.default" % graph_endpoint.rstrip("/")
-        super(_ConfidentialClientAuth, self).__init__(
-            transport, cache_dir, [self.authority_host, tenant_id, client_id, graph_endpoint.rstrip("/")],
-            client_id, [self.scope],
-        )
+        # The credential is part of the key: a token fetched with another secret or certificate (the right one, before
+        # it was changed to a wrong one) is never served for this one, so the token endpoint always judges a new credential.
+        self.key_parts = [self.authority_host, tenant_id, client_id, graph_endpoint.rstrip("/"), self._credential_fingerprint()]
+        super(_ConfidentialClientAuth, self).__init__(transport, cache_dir, self.key_parts, client_id, [self.scope])
+
+    def _credential_fingerprint(self):
+        """A one-way digest of the credential (never the credential itself)."""
+        raise NotImplementedError
 
     @property
     def instance_discovery(self):
@@ -549,6 +553,9 @@ class ClientSecretAuth(_ConfidentialClientAuth):
 
     def _secrets(self):
         return [self._client_secret]
+
+    def _credential_fingerprint(self):
+        return "secret:" + hashlib.sha256(("entrascim.cloudflare:%s" % self._client_secret).encode("utf-8")).hexdigest()
 
     def _client_credential(self):
         return self._client_secret
@@ -630,6 +637,15 @@ class ClientCertificateAuth(_ConfidentialClientAuth):
 
     def _secrets(self):
         return [self._certificate_password] if self._certificate_password else []
+
+    def _credential_fingerprint(self):
+        digest = hashlib.sha256(("entrascim.cloudflare:%s\n" % (self._certificate_password or "")).encode("utf-8"))
+        try:
+            with open(self.certificate_path, "rb") as handle:
+                digest.update(handle.read())
+        except (IOError, OSError):
+            digest.update(str(self.certificate_path).encode("utf-8"))  # loading it fails later with the reason
+        return "certificate:" + digest.hexdigest()
 
     def _client_credential(self):
         return load_certificate_credential(self.certificate_path, self._certificate_password)

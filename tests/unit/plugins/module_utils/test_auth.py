@@ -393,8 +393,11 @@ def test_cache_file_and_directory_modes_and_content(fake_ms, pki, tmp_path):
         content = handle.read()
     assert CLIENT_SECRET not in content
     assert token in content  # the access token is what is cached
-    assert os.path.basename(auth.cache.path) == hashlib.sha256(
-        "\n".join([fake_ms.base_url, TENANT_ID, CLIENT_ID, fake_ms.graph_endpoint]).encode()).hexdigest() + ".json"
+    # Keyed by authority, tenant, client, resource and a one-way digest of the credential (a changed secret misses).
+    assert auth.key_parts[:4] == [fake_ms.base_url, TENANT_ID, CLIENT_ID, fake_ms.graph_endpoint]
+    assert CLIENT_SECRET not in "".join(auth.key_parts)
+    assert os.path.basename(auth.cache.path) == hashlib.sha256("\n".join(auth.key_parts).encode()).hexdigest() + ".json"
+    assert secret_auth(fake_ms, pki, cache_dir=cache_dir, secret="another-secret").cache.path != auth.cache.path
     assert [name for name in os.listdir(cache_dir) if name.endswith(".tmp")] == []
 
 
@@ -493,7 +496,8 @@ def test_tokens_about_to_expire_are_not_reused(fake_ms, pki, tmp_path):
     cache_dir = str(tmp_path / "cache")
     first = secret_auth(fake_ms, pki, cache_dir=cache_dir)
     token = first.get_token()
-    cache = TokenCacheFile(cache_dir, [fake_ms.base_url, TENANT_ID, CLIENT_ID, fake_ms.graph_endpoint])
+    assert first.key_parts[:4] == [fake_ms.base_url, TENANT_ID, CLIENT_ID, fake_ms.graph_endpoint]
+    cache = TokenCacheFile(cache_dir, first.key_parts)
     assert cache.path == first.cache.path
     targets = [fake_ms.graph_endpoint + "/.default"]
     assert cache.find_token(CLIENT_ID, targets)[0] == token
