@@ -17,6 +17,9 @@ import json
 from ._permissions import permission_hint
 
 REDACTED = "********"
+# What to check when Microsoft Graph or the token endpoint could not be reached (transport error codes).
+CONNECTION_ADVICE = ("Check graph_endpoint, authority_host and cloud, that this host can reach them (DNS, firewall) and the "
+                     "proxy settings (HTTPS_PROXY, NO_PROXY).")
 
 # Keys under which services nest the real error inside a JSON "message" (case-insensitive).
 _INNER_CODE_KEYS = ("code", "errorcode", "error_code")
@@ -235,6 +238,8 @@ def failure_message(step, err):
     step = step or getattr(err, "step", None) or "call Microsoft Graph"
     if isinstance(err, AuthError):
         text = "Failed to %s: could not get a Microsoft Graph access token: %s" % (step, err)
+        if err.code in ("ConnectionError", "Timeout"):
+            text += " " + CONNECTION_ADVICE
         return text
     if not isinstance(err, GraphError):
         return "Failed to %s: %s" % (step, err)
@@ -244,6 +249,8 @@ def failure_message(step, err):
         text += " (request-id %s)" % err.request_id
     if err.attempts and err.attempts > 1:
         text += " [gave up after %d attempts]" % err.attempts
+    if err.status is None and err.code in ("ConnectionError", "Timeout"):
+        text += " " + CONNECTION_ADVICE
     if err.status in (401, 403):
         text += " " + permission_hint(step, err.status)
     return text

@@ -458,8 +458,17 @@ def connection_error(exc, method, url, timeout, attempts):
 
 
 def _short(exc):
-    """A one-line description of the error (the innermost reason when there is one)."""
-    reason = exc.args[0] if getattr(exc, "args", None) else exc
-    reason = getattr(reason, "reason", reason)
+    """A one-line description of the error (the innermost reason when there is one).
+
+    A plain ``OSError`` carries its text in ``strerror`` (``args[0]`` is the errno: "111" says nothing) and a
+    certificate error in ``verify_message``; requests' exceptions wrap the urllib3 error, whose ``reason`` says it.
+    """
+    if getattr(exc, "verify_message", None):
+        reason = exc.verify_message
+    elif isinstance(exc, OSError) and getattr(exc, "strerror", None):
+        reason = exc.strerror
+    else:
+        reason = exc.args[0] if getattr(exc, "args", None) else exc
+        reason = getattr(reason, "reason", reason)
     text = " ".join(str(reason).split()) or type(exc).__name__
     return text[:300]

@@ -136,7 +136,9 @@ def test_other_statuses_get_no_permission_hint_and_show_the_attempts():
 
 def test_connection_errors_have_no_status():
     err = GraphError("Could not connect to 127.0.0.1:1: refused", code="ConnectionError")
-    assert failure_message("read users", err) == "Failed to read users: ConnectionError: Could not connect to 127.0.0.1:1: refused"
+    assert failure_message("read users", err) == ("Failed to read users: ConnectionError: Could not connect to 127.0.0.1:1: refused "
+                                                  "Check graph_endpoint, authority_host and cloud, that this host can reach them "
+                                                  "(DNS, firewall) and the proxy settings (HTTPS_PROXY, NO_PROXY).")
     assert failure_details(err) == {"status": None, "error_code": "ConnectionError", "request_id": None}
 
 
