@@ -474,7 +474,7 @@ def bench_baseline(sizes, args, workdir):
         for line in proc.stdout:
             point = json.loads(line)
             if "accounts" in point:
-                results[point["accounts"]] = {"wall_s": point["wall_s"], "cpu_s": point["cpu_s"]}
+                results[str(point["accounts"])] = {"wall_s": point["wall_s"], "cpu_s": point["cpu_s"]}
                 say("  baseline: %d accounts after %.1f s" % (point["accounts"], point["wall_s"]))
             elif time.monotonic() - last_print >= 15:
                 last_print = time.monotonic()
@@ -658,14 +658,14 @@ def main(argv=None):
         if not args.no_baseline:
             results["baseline"] = bench_baseline(args.sizes, args, workdir)
         results["wall_s"] = round(time.monotonic() - started, 1)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump(results, handle, indent=1, sort_keys=True)
         text = report(results)
         print("\n" + text, flush=True)
         if args.report:
             with open(args.report, "w", encoding="utf-8") as handle:
                 handle.write(text)
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as handle:
-                json.dump(results, handle, indent=1, sort_keys=True)
         say("finished in %.0f s" % results["wall_s"])
         failures = gate(results) if args.check else []
         for failure in failures:
