@@ -13,8 +13,10 @@
   ``CONNECT`` tunnel. One kept-alive connection per host; a connection the server dropped is opened again.
 * Retries: 429 and 503 wait exactly ``Retry-After`` (seconds or an HTTP date) when given; 500, 502,
   503 and 504 and connection errors back off exponentially with jitter; every retry is bounded by
-  ``max_attempts`` and a total ``deadline``. Throttling guidance: microsoft-graph-docs-contrib
-  concepts/throttling.md ("wait the number of seconds specified in the Retry-After header").
+  ``max_attempts`` (``throttled_attempts`` for 429/503, which say the request was not processed and
+  when to come back: a run of them is throttling to sit out, not a broken server) and a total
+  ``deadline``. Throttling guidance: microsoft-graph-docs-contrib concepts/throttling.md ("wait the
+  number of seconds specified in the Retry-After header").
 * Requests that are not idempotent (POST) are only retried when the server cannot have acted on
   them: 429, 503 and connection errors raised before the request was sent. A 500/502/504 or a reset
   connection after an ``instantiate`` might already have created an app, and retrying would create
@@ -55,10 +57,11 @@ RETRY_IDEMPOTENT_STATUSES = frozenset([500, 502, 503, 504])
 class RetryPolicy:
     """Bounds of the retry loop: attempts, exponential back-off (with jitter) and a total deadline (seconds)."""
 
-    def __init__(self, max_attempts=6, backoff_base=1.0, backoff_max=30.0, deadline=180.0, jitter=0.5):
+    def __init__(self, max_attempts=6, backoff_base=1.0, backoff_max=30.0, deadline=180.0, jitter=0.5, throttled_attempts=12):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.max_attempts = max_attempts
+        self.throttled_attempts = max(max_attempts, throttled_attempts)
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
         self.deadline = float(deadline)
@@ -387,7 +390,8 @@ class Transport:
                     delay = self.retry.backoff(attempt, self.rand)
             else:
                 delay = self._retry_delay(response, attempt, idempotent)
-            if delay is None or attempt >= self.retry.max_attempts:
+            throttled = response is not None and response.status_code in RETRY_ALWAYS_STATUSES
+            if delay is None or attempt >= (self.retry.throttled_attempts if throttled else self.retry.max_attempts):
                 break
             if self.clock() + delay - start > self.retry.deadline:
                 break
