@@ -35,7 +35,7 @@ import time
 
 from urllib.parse import quote, urlparse
 
-from ._consistency import retry_replication, wait_until_visible
+from ._consistency import ConsistencyTimeout, is_replication_error, retry_replication, wait_until_visible
 from ._errors import GraphError, error_step
 from ._graph import batch_get, odata_quote
 
@@ -324,10 +324,29 @@ class SyncService:
         self.clock = clock
         self.progress = progress
         self.notices = []  # what the module should warn about (a race settled by create_job)
+        self._configured_before = None
 
     def _retry(self, step, call):
         with error_step(step):
-            return retry_replication(call, self.timeout, sleep=self.sleep, clock=self.clock, progress=self.progress, what=step)
+            return retry_replication(call, self.timeout, sleep=self.sleep, clock=self.clock, progress=self.progress, what=step,
+                                     retry_on=self._replication_answer)
+
+    def _replication_answer(self, err):
+        """Whether ``err`` is what a service principal that is still replicating answers (then the call is retried).
+
+        A 403 is, on a new service principal; on one whose notes already carry our token fingerprint (synchronization
+        calls on it worked before) it is a missing permission: fail at once instead of retrying until the timeout.
+        """
+        if not is_replication_error(err):
+            return False
+        if err.status != 403:
+            return True
+        if self._configured_before is None:
+            try:
+                self._configured_before = read_fingerprint(self.client.get(sp_path(self.sp_id), params={"$select": "id,notes"}).get("notes")) is not None
+            except GraphError:
+                self._configured_before = False
+        return not self._configured_before
 
     # -- jobs
     def list_jobs(self):
@@ -705,6 +724,20 @@ def plan_secrets(sp_id, current, notes, base_address, secret_token, sync_all=Non
     }
 
 
+def test_connection_failed(err, base_address, token_saved):
+    """The error for a Test Connection (validateCredentials) that the SCIM endpoint failed: Graph's reason, what was kept, what to check."""
+    failure = SyncError(
+        "validate credentials with the SCIM endpoint", err.code or "CredentialValidationUnavailable",
+        "Entra's Test Connection with %s and the given token failed: %s Nothing was saved%s. Check that the token is valid (not "
+        "revoked or expired) and is a Cloudflare API token of this account with the SCIM Provisioning permission (Account > "
+        "SCIM Provisioning > Edit), and that the URL is the account's SCIM endpoint."
+        % (base_address, (err.message or "").rstrip(), ": the token saved before is still in place" if token_saved else ""))
+    failure.status = err.status
+    failure.request_id = err.request_id
+    failure.date = err.date
+    return failure
+
+
 def ensure_secrets(service, base_address, secret_token, sync_all=None, notification_email=None, validate=True,
                    update_secret_token="when_changed", job_id=None, template_id=DEFAULT_TEMPLATE_ID, check_mode=False):
     """Validate (when something is to be written) and save the secrets in one PUT, then store the token fingerprint.
@@ -727,7 +760,12 @@ def ensure_secrets(service, base_address, secret_token, sync_all=None, notificat
             job_id = job["id"] if job else None
         if job_id:
             # Test the NEW credentials before anything is written: a token Cloudflare rejects never replaces a saved one.
-            service.validate_credentials(job_id, base_address, secret_token)
+            try:
+                service.validate_credentials(job_id, base_address, secret_token)
+            except GraphError as err:
+                if isinstance(err, ConsistencyTimeout) or err.status != 400:
+                    raise
+                raise test_connection_failed(err, base_address, bool(current.get("SecretToken")))
             validated = True
         elif check_mode:
             warnings.append("No synchronization job exists yet, so the credentials could not be tested in check mode.")
