@@ -189,7 +189,9 @@ def resolve_principals(client, principals, missing_ok=False, answers=None):
             seen.add(found["id"])
             resolved.append(found)
     if problems:
-        raise AssignmentError("Cannot resolve principals: " + "; ".join(problems), unresolved=problems)
+        raise AssignmentError("Cannot resolve principals: %s. Nothing was assigned: check the names (a group's display name and a "
+                              "user's principal name must match exactly, letter case aside) or give the id." % "; ".join(problems),
+                              unresolved=problems)
     return resolved, missing
 
 

@@ -101,7 +101,7 @@ def test_user_by_display_name_is_refused_before_any_call(graph, capsys):
 def test_unknown_group_is_named(graph, capsys):
     result = run_module(capsys, principals=[{"type": "group", "display_name": "Nobody"}])
     assert result["failed"] is True
-    assert result["msg"] == "Cannot resolve principals: group 'Nobody' matches no group"
+    assert result["msg"].startswith("Cannot resolve principals: group 'Nobody' matches no group. Nothing was assigned: check the names")
     assert result["unresolved"] == ["group 'Nobody' matches no group"]
 
 
