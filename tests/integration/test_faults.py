@@ -1,0 +1,547 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the entrascim.cloudflare collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fault suite: the collection's own playbooks against a hostile emulator (docs/resilience.md).
+
+* provision under the ``harsh`` fault profile: no failed host, no duplicate app, no job without an app;
+* ``ansible-playbook`` killed (the whole process group, SIGKILL) at seeded random points of fresh runs, then run again;
+* a table of bad inputs, one inventory host per case in as few runs as possible: each fails naming the cause and
+  what to do, writes nothing it should not, and the token saved before stays saved;
+* two runs at the same time over the same accounts.
+
+Every verdict comes from the emulator's state and request log, not from Ansible's output. ``SOAK=1`` (``make soak``)
+selects the big variant: more accounts, more kill points, more concurrent runs.
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.emulator import harness
+
+PLAYBOOKS = os.path.join(harness.COLLECTION_ROOT, "playbooks")
+SOAK = os.environ.get("SOAK", "") not in ("", "0")
+RNG_SEED = int(os.environ.get("FAULTS_SEED", "20241107"))
+MAX_FORKS = 25
+
+GROUP = "Faults Cloudflare Users"
+MEMBERS = ["faults.ann@contoso.com", "faults.ben@contoso.com"]
+
+# Sizes of the default suite and of the soak (make soak).
+HARSH_ACCOUNTS = 40 if SOAK else 0  # at least one per bad-input case and control
+KILL_POINTS = 12 if SOAK else 5
+KILL_ACCOUNTS = 4 if SOAK else 2
+RACE_ACCOUNTS = 10
+RACE_RUNS = 3 if SOAK else 2
+
+RECAP_PREFIX = "PLAY RECAP"
+
+
+# ---------------------------------------------------------------------------------------------- fleet
+def account_id(series, index):
+    """A Cloudflare account id (32 hex digits) unique to a part of the suite (``series``) and an index."""
+    return "fa17%04x%024x" % (series, index)
+
+
+def token(account, generation=0):
+    return "faults-cf-token-%s-g%d-Vk8Rw" % (account, generation)
+
+
+def fingerprint(value):
+    """How the emulator's state dump shows a saved SecretToken."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+
+
+def app_name(host):
+    return "Cloudflare SCIM - %s" % host
+
+
+class PlaybookRun(object):
+    """One ``ansible-playbook`` process, started in its own session so that a kill takes every child with it."""
+
+    def __init__(self, runner, name, cmd, env, output_path):
+        self.runner = runner
+        self.name = name
+        self.output_path = output_path
+        self._output = open(output_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+        self.proc = subprocess.Popen(cmd, stdout=self._output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+                                     env=env, start_new_session=True, universal_newlines=True)
+        self.killed = False
+        self.started = time.monotonic()
+
+    def kill(self):
+        """SIGKILL the whole process group (ansible-playbook, its forks and the modules they run)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.killed = True
+        return self.wait(timeout=60)
+
+    def poll(self):
+        return self.proc.poll()
+
+    def wait(self, timeout=600):
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=60)
+            pytest.fail("ansible-playbook %s did not finish within %d s" % (self.name, timeout))
+        self._output.close()
+        with open(self.output_path, "r", encoding="utf-8", errors="replace") as handle:
+            output = handle.read()
+        self.runner.secrets.assert_clean(output, "the output of %s" % self.name)
+        result = Result(self.proc.returncode, output)
+        result.elapsed = time.monotonic() - self.started
+        print("%s: rc=%s in %.1f s%s" % (self.name, result.rc, result.elapsed, " (killed)" if self.killed else ""))
+        return result
+
+
+class Result(object):
+    """Exit code, output and the PLAY RECAP of one run."""
+
+    def __init__(self, rc, output):
+        self.rc = rc
+        self.output = output
+        self.elapsed = None
+        self.recap = {}
+        in_recap = False
+        for line in output.splitlines():
+            if line.startswith(RECAP_PREFIX):
+                in_recap = True
+                continue
+            if in_recap and " : ok=" in line:
+                host, counters = line.split(" : ", 1)
+                self.recap[host.strip()] = dict((key, int(value)) for key, value in
+                                                (item.split("=", 1) for item in counters.split()))
+
+    def failed_hosts(self):
+        return sorted(host for host, counts in self.recap.items() if counts["failed"] or counts["unreachable"])
+
+    def host_output(self, host):
+        """The lines of the output about ``host`` (task results and the summary line)."""
+        return "\n".join(line for line in self.output.splitlines() if host in line)
+
+    def tail(self, chars=6000):
+        return self.output[-chars:]
+
+
+class Runner(object):
+    """Writes the inventory (one host per account, everything as host variables) and starts the playbooks."""
+
+    def __init__(self, emulator, secrets, workdir):
+        self.emulator = emulator
+        self.secrets = secrets
+        self.workdir = str(workdir)
+        self.cache_dir = os.path.join(self.workdir, "token-cache")
+        self.count = 0
+
+    def graph(self, **overrides):
+        """The ``cloudflare_scim_graph`` dict (module_defaults of the Entra modules) for the default client."""
+        graph = {
+            "tenant_id": harness.DEFAULT_CLIENT["tenant_id"], "client_id": harness.DEFAULT_CLIENT["client_id"],
+            "client_secret": harness.DEFAULT_CLIENT["client_secret"], "graph_endpoint": self.emulator.graph_endpoint,
+            "authority_host": self.emulator.authority_host, "ca_path": self.emulator.ca_path, "token_cache_path": self.cache_dir,
+        }
+        graph.update(overrides)
+        return dict((key, value) for key, value in graph.items() if value is not None)
+
+    def host(self, account, account_token, **overrides):
+        """Host variables of one account: its id, token, the assigned group, the emulator's endpoints."""
+        variables = {
+            "cloudflare_scim_account_id": account,
+            "cloudflare_scim_token": account_token,
+            "cloudflare_scim_assignments": [{"type": "group", "display_name": GROUP}],
+            "cloudflare_scim_api_endpoint": self.emulator.cloudflare_api_endpoint,
+            "cloudflare_scim_ca_path": self.emulator.ca_path,
+            "cloudflare_scim_graph": self.graph(),
+        }
+        variables.update(overrides)
+        return dict((key, value) for key, value in variables.items() if value is not None)
+
+    def start(self, playbook, hosts, extra_vars=None):
+        self.count += 1
+        name = "%s-%02d" % (playbook, self.count)
+        local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        inventory = os.path.join(self.workdir, "%s.inventory.json" % name)
+        with open(inventory, "w", encoding="utf-8") as handle:
+            json.dump({"cloudflare_accounts": {"hosts": dict((host, dict(local, **values)) for host, values in hosts.items())}}, handle)
+        os.chmod(inventory, 0o600)
+        cmd = ["ansible-playbook", "-i", inventory, os.path.join(PLAYBOOKS, playbook + ".yml")]
+        if extra_vars:
+            cmd += ["-e", json.dumps(extra_vars)]
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
+                   ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_FORKS=str(min(MAX_FORKS, max(5, len(hosts)))))
+        return PlaybookRun(self, name, cmd, env, os.path.join(self.workdir, "%s.out" % name))
+
+    def run(self, playbook, hosts, extra_vars=None, timeout=600):
+        return self.start(playbook, hosts, extra_vars).wait(timeout)
+
+
+# ---------------------------------------------------------------------------------------------- the emulator's view
+def view(state, hosts):
+    """Per host: its apps, service principals, jobs, saved secrets and assignments, from the emulator's state."""
+    result = {}
+    for host in hosts:
+        apps = [app for app in state["applications"] if app["displayName"].lower() == app_name(host).lower()]
+        sps = [sp for sp in state["service_principals"] if sp["displayName"].lower() == app_name(host).lower()]
+        sp_ids = [sp["id"] for sp in sps]
+        jobs = [job for job in state["jobs"] if job.get("servicePrincipalId") in sp_ids]
+        sp_id = sp_ids[0] if len(sp_ids) == 1 else None
+        saved = dict((item["key"], item["value"]) for item in state["secrets"].get(sp_id, [])) if sp_id else {}
+        result[host] = {"apps": apps, "sps": sps, "jobs": jobs, "secrets": saved, "sp_id": sp_id,
+                        "assignments": sorted(a["principalDisplayName"] for a in state["assignments"].get(sp_id, [])) if sp_id else []}
+    return result
+
+
+def orphan_jobs(state):
+    """Jobs whose service principal no longer exists."""
+    sp_ids = set(sp["id"] for sp in state["service_principals"])
+    return [job["id"] for job in state["jobs"] if job.get("servicePrincipalId") not in sp_ids]
+
+
+def problems(emulator, hosts, tokens=None):
+    """Everything that is not exactly one app, one SP, one started healthy job, the right secrets and the group."""
+    state = emulator.state()
+    found = []
+    for host, acct in sorted(view(state, hosts).items()):
+        account = hosts[host]["cloudflare_scim_account_id"]
+        expected_token = (tokens or {}).get(host, hosts[host]["cloudflare_scim_token"])
+        if len(acct["apps"]) != 1 or len(acct["sps"]) != 1:
+            found.append("%s: %d apps, %d service principals" % (host, len(acct["apps"]), len(acct["sps"])))
+            continue
+        if len(acct["jobs"]) != 1:
+            found.append("%s: %d jobs" % (host, len(acct["jobs"])))
+            continue
+        job = acct["jobs"][0]
+        if job["schedule"]["state"] != "Active" or job["status"]["code"] == "Quarantine":
+            found.append("%s: job schedule %s, status %s" % (host, job["schedule"]["state"], job["status"]["code"]))
+        if acct["secrets"].get("BaseAddress") != emulator.cloudflare_base_address(account):
+            found.append("%s: BaseAddress %s" % (host, acct["secrets"].get("BaseAddress")))
+        if acct["secrets"].get("SecretToken") != fingerprint(expected_token):
+            found.append("%s: the saved token is not the expected one" % host)
+        if acct["assignments"] != [GROUP]:
+            found.append("%s: assignments %s" % (host, acct["assignments"]))
+    orphans = orphan_jobs(state)
+    if orphans:
+        found.append("jobs without an app: %s" % ", ".join(orphans))
+    return found
+
+
+def writes(emulator):
+    """The write requests of the request log since the last reset: [(operation, path)]."""
+    return [(entry["operation"], entry["path"]) for entry in emulator.requests_log()["entries"] if entry.get("write")]
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def runner(emulator, secrets, tmp_path_factory):
+    users = [{"userPrincipalName": upn, "mail": upn, "displayName": upn.split("@")[0], "givenName": "Faults",
+              "surname": upn.split("@")[0], "accountEnabled": True} for upn in MEMBERS]
+    emulator.seed({"users": users, "groups": [{"displayName": GROUP, "members": MEMBERS}]})
+    return Runner(emulator, secrets, tmp_path_factory.mktemp("faults"))
+
+
+def fleet(runner, series, count, prefix, names=None):
+    """``count`` new Cloudflare accounts seeded in the emulator, as inventory hosts ``<prefix>-NN`` (or ``<prefix>-<name>``)."""
+    hosts = {}
+    accounts = []
+    for index in range(count):
+        account = account_id(series, index)
+        runner.secrets.add("faults token %s" % account, token(account))
+        accounts.append({"account_id": account, "tokens": [{"value": token(account), "scim_permission": True}]})
+        hosts["%s-%s" % (prefix, names[index] if names else "%02d" % index)] = runner.host(account, token(account))
+    runner.emulator.seed({"cloudflare_accounts": accounts})
+    return hosts
+
+
+def fingerprint_state(emulator, hosts):
+    """What must not change on a failed run: per host its app and SP ids, job ids and schedules, saved secrets and assignments."""
+    result = {}
+    for host, acct in view(emulator.state(), hosts).items():
+        result[host] = {"apps": sorted(app["id"] for app in acct["apps"]), "sps": sorted(sp["id"] for sp in acct["sps"]),
+                        "jobs": sorted((job["id"], job["schedule"]["state"]) for job in acct["jobs"]),
+                        "secrets": acct["secrets"], "assignments": acct["assignments"]}
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+# Each case is one inventory host whose account was provisioned under the harsh profile first; its variables are then
+# changed as the case says and the run must fail it with a message naming the cause and what to do (every fragment
+# must appear in the host's output), write nothing, and leave its app, job, saved token and assignments as they were.
+BAD_CASES = [
+    ("account-id", "malformed account id",
+     {"cloudflare_scim_account_id": "acme-prod-account"},
+     ["acme-prod-account' is not a Cloudflare account id", "32 hexadecimal", "Manage Account > Configurations"]),
+    ("http-url", "http BaseAddress",
+     {"cloudflare_scim_api_endpoint": "http://127.0.0.1:9/client/v4"},
+     ["cloudflare_scim_api_endpoint 'http://127.0.0.1:9/client/v4' is not an https URL", "set an https:// URL"]),
+    ("bad-token", "token Cloudflare rejects",
+     {"cloudflare_scim_token": "faults-cf-token-never-issued-Hs3Lq"},
+     ["Test Connection", "HTTP 401", "the token saved before is still in place", "SCIM Provisioning permission"]),
+    ("no-scim", "token without SCIM permission",
+     {"cloudflare_scim_token": "@no-scim"},
+     ["Test Connection", "HTTP 403", "the token saved before is still in place", "SCIM Provisioning permission"]),
+    ("wrong-secret", "wrong client secret",
+     {"cloudflare_scim_graph": {"client_secret": "faults-wrong-client-secret-Pq9"}},
+     ["AADSTS7000215", "Check client_secret"]),
+    ("no-permission", "missing Graph permission",
+     {"cloudflare_scim_graph": "@restricted"},
+     ["Authorization_RequestDenied", "Synchronization.ReadWrite.All"]),
+    ("expired-cert", "expired certificate",
+     {"cloudflare_scim_graph": "@expired"},
+     ["expired on", "register a new one on the app registration"]),
+    ("unknown-group", "unknown group",
+     {"cloudflare_scim_assignments": [{"type": "group", "display_name": "Faults No Such Group"}]},
+     ["group 'Faults No Such Group' matches no group", "Nothing was assigned", "or give the id"]),
+    ("unknown-user", "unknown user",
+     {"cloudflare_scim_assignments": [{"type": "user", "user_principal_name": "nobody.faults@contoso.com"}]},
+     ["user 'nobody.faults@contoso.com' matches no user", "Nothing was assigned", "or give the id"]),
+    ("ambiguous-group", "ambiguous group name",
+     {"cloudflare_scim_assignments": [{"type": "group", "display_name": "Faults Twin Group"}]},
+     ["group 'Faults Twin Group' matches 2 groups", "name it by id"]),
+    ("duplicate-app", "duplicate apps with the same name",
+     {},
+     ["Found 2 applications named 'Cloudflare SCIM - bad-duplicate-app'", "delete the extra ones", "keep the oldest"]),
+    ("cf-group", "CF-prefixed group",
+     {"cloudflare_scim_assignments": [{"type": "group", "display_name": "CF Faults Team"}]},
+     ["group(s) 'CF Faults Team' start with", "a prefix Cloudflare reserves", "rename the group"]),
+    ("no-account", "missing required role variable",
+     {"cloudflare_scim_account_id": None},
+     ["missing required arguments: cloudflare_scim_account_id"]),
+    ("no-token", "missing token for state present",
+     {"cloudflare_scim_token": None},
+     ["cloudflare_scim_token is required with cloudflare_scim_state=present", "SCIM Provisioning permission"]),
+    ("unreachable", "unreachable Graph endpoint",
+     {"cloudflare_scim_graph": "@unreachable"},
+     ["Could not connect to 127.0.0.1:", "Connection refused", "gave up after", "Check graph_endpoint"]),
+    ("wrong-ca", "TLS failure (wrong CA)",
+     {"cloudflare_scim_graph": "@wrong-ca"},
+     ["TLS verification failed for 127.0.0.1:", "certificate", "Set ca_path to the CA bundle"]),
+]
+BAD_CONTROLS = 2  # hosts in the same runs whose variables do not change: they must stay ok and unchanged
+RESTRICTED_CLIENT = {"client_id": "fa175e11-0000-4000-8000-00000000000d", "client_secret": "faults-restricted-secret-Wm2"}
+EXPIRED_CLIENT_ID = "fa175e11-0000-4000-8000-00000000000e"
+
+
+def free_port():
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def expired_certificate(workdir):
+    """A PEM file (key + certificate) whose certificate expired yesterday, and the certificate alone for the seed."""
+    import datetime  # pylint: disable=import-outside-toplevel
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.asymmetric import rsa  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, u"faults expired client")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=30))
+            .not_valid_after(now - datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode("ascii")
+    path = os.path.join(workdir, "expired-client.pem")
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(key_pem + cert_pem)
+    os.chmod(path, 0o600)
+    return path, cert_pem
+
+
+def bad_input_setup(runner):
+    """Seed what the cases need and return ``{marker: value}`` for the ``@...`` placeholders of BAD_CASES."""
+    emulator = runner.emulator
+    cert_path, cert_pem = expired_certificate(runner.workdir)
+    wrong_ca = os.path.join(runner.workdir, "wrong-ca.pem")
+    with open(wrong_ca, "w", encoding="ascii") as handle:
+        handle.write(harness.make_client_certificate(common_name="faults unrelated CA")[0])
+    emulator.seed({
+        "clients": [dict(RESTRICTED_CLIENT, display_name="faults: can read apps only",
+                         permissions=["Application.Read.All", "Directory.Read.All"]),
+                    {"client_id": EXPIRED_CLIENT_ID, "certificate_pem": cert_pem, "display_name": "faults: expired certificate",
+                     "permissions": ["Application.ReadWrite.All", "Synchronization.ReadWrite.All", "AppRoleAssignment.ReadWrite.All",
+                                     "Directory.Read.All"]}],
+        "groups": [{"id": "fa17c0de-0000-4000-8000-000000000001", "displayName": "Faults Twin Group", "members": MEMBERS[:1]},
+                   {"id": "fa17c0de-0000-4000-8000-000000000002", "displayName": "Faults Twin Group", "members": MEMBERS[1:]},
+                   {"displayName": "CF Faults Team", "members": MEMBERS}],
+    })
+    runner.secrets.add("restricted client secret", RESTRICTED_CLIENT["client_secret"])
+    return {
+        "@restricted": runner.graph(client_id=RESTRICTED_CLIENT["client_id"], client_secret=RESTRICTED_CLIENT["client_secret"]),
+        "@expired": runner.graph(client_id=EXPIRED_CLIENT_ID, client_secret=None, client_certificate_path=cert_path),
+        "@unreachable": runner.graph(graph_endpoint="https://127.0.0.1:%d" % free_port()),
+        "@wrong-ca": runner.graph(ca_path=wrong_ca),
+    }
+
+
+def bad_variant(runner, name, good, changes, markers):
+    """The host variables of one case: its good variables with the case's changes (None removes a variable)."""
+    variables = dict(good)
+    for key, value in changes.items():
+        if value is None:
+            variables.pop(key, None)
+        elif isinstance(value, str) and value in markers:
+            variables[key] = markers[value]
+        elif key == "cloudflare_scim_graph":
+            variables[key] = dict(good[key], **value)
+        else:
+            variables[key] = value
+    if name == "no-scim":
+        variables["cloudflare_scim_token"] = markers["@no-scim"][good["cloudflare_scim_account_id"]]
+    return variables
+
+
+# ---------------------------------------------------------------------------------------------- harsh
+@pytest.fixture(scope="module")
+def harsh_fleet(emulator, runner):
+    """Accounts provisioned in one fresh run under the ``harsh`` profile: the bad-input hosts (their accounts must have a
+    working token saved before the bad run) and the controls."""
+    names = [case[0] for case in BAD_CASES] + ["control-%d" % index for index in range(BAD_CONTROLS)]
+    names += ["extra-%02d" % index for index in range(max(0, HARSH_ACCOUNTS - len(names)))]
+    hosts = fleet(runner, 1, len(names), "bad", names=names)
+    emulator.set_faults("harsh")
+    try:
+        result = runner.run("provision", hosts)
+    finally:
+        emulator.set_faults("none")
+    return hosts, result
+
+
+def test_provision_under_harsh_faults(emulator, harsh_fleet):
+    hosts, result = harsh_fleet
+    assert result.rc == 0 and not result.failed_hosts(), result.tail()
+    assert problems(emulator, hosts) == []
+
+
+def test_bad_inputs_fail_clearly_and_write_nothing(emulator, runner, harsh_fleet):
+    hosts, harsh = harsh_fleet
+    assert harsh.rc == 0, "the accounts of the bad-input table could not be provisioned first"
+    markers = bad_input_setup(runner)
+    markers["@no-scim"] = {}
+    for name, dummy, dummy, dummy in BAD_CASES:
+        account = hosts["bad-" + name]["cloudflare_scim_account_id"]
+        markers["@no-scim"][account] = "faults-cf-no-scim-%s-Tb5" % account
+        emulator.seed({"cloudflare_accounts": [{"account_id": account, "tokens": [
+            {"value": markers["@no-scim"][account], "scim_permission": False}]}]})
+        runner.secrets.add("no-scim token %s" % account, markers["@no-scim"][account])
+    runner.secrets.add("rejected token", "faults-cf-token-never-issued-Hs3Lq")
+    runner.secrets.add("wrong client secret", "faults-wrong-client-secret-Pq9")
+    emulator.mutate("create_duplicate_app", display_name=app_name("bad-duplicate-app"))
+    bad_hosts = dict((host, values) for host, values in hosts.items() if host.startswith("bad-control-"))
+    for name, dummy, changes, dummy in BAD_CASES:
+        bad_hosts["bad-" + name] = bad_variant(runner, name, hosts["bad-" + name], changes, markers)
+    before = fingerprint_state(emulator, hosts)
+    emulator.reset_log()
+
+    result = runner.run("provision", bad_hosts)
+    deprovision_hosts = {"bad-control-0": hosts["bad-control-0"]}
+    refused = runner.run("deprovision", deprovision_hosts)
+
+    assert writes(emulator) == []
+    assert fingerprint_state(emulator, hosts) == before
+    controls = ["bad-control-%d" % index for index in range(BAD_CONTROLS)]
+    expected_failed = sorted("bad-" + case[0] for case in BAD_CASES)
+    assert result.failed_hosts() == expected_failed, result.tail()
+    assert all(result.recap[host]["changed"] == 0 for host in controls), result.tail()
+    missing = []
+    for name, what, dummy, fragments in BAD_CASES:
+        text = result.host_output("bad-" + name)
+        absent = [fragment for fragment in fragments if fragment not in text]
+        if absent:
+            missing.append("%s (%s): %s not in:\n%s" % (name, what, absent, text[-1500:]))
+    assert not missing, "\n\n".join(missing)
+    assert refused.failed_hosts() == ["bad-control-0"]
+    for fragment in ("Refusing to delete the Entra application 'Cloudflare SCIM - bad-control-0'",
+                     "set cloudflare_scim_confirm_removal=true", "Nothing was changed"):
+        assert fragment in refused.host_output("bad-control-0"), refused.tail()
+
+
+# ---------------------------------------------------------------------------------------------- kills
+def kill_plan(rng, rounds, accounts_per_round):
+    """Seeded kill points: mostly "after N write requests" (spread over the writes of a fresh account), some "after a delay"."""
+    fresh_writes = 6 * accounts_per_round  # instantiate, job, secrets, fingerprint, assignment, start
+    delays = max(1, rounds // 4)
+    targets = sorted(rng.sample(range(1, fresh_writes), min(rounds - delays, fresh_writes - 1)))
+    plan = [("writes", target) for target in targets]
+    plan += [("delay", round(rng.uniform(2.0, 12.0), 1)) for dummy in range(rounds - len(plan))]
+    rng.shuffle(plan)
+    return plan
+
+
+def kill_at(emulator, run, kind, target, timeout=300):
+    """Kill ``run`` once the emulator logged ``target`` writes (or ``target`` seconds passed); return what was killed when."""
+    deadline = time.monotonic() + timeout
+    while run.poll() is None and time.monotonic() < deadline:
+        elapsed = time.monotonic() - run.started
+        count = emulator.requests_log()["counts"]["writes"]
+        if (kind == "writes" and count >= target) or (kind == "delay" and elapsed >= target):
+            run.kill()
+            return {"kind": kind, "target": target, "writes": count, "seconds": round(elapsed, 1)}
+        time.sleep(0.1)
+    pytest.fail("%s ended (rc %s) before its kill point %s=%s" % (run.name, run.poll(), kind, target))
+    return None
+
+
+def test_killed_runs_converge_on_rerun(emulator, runner):
+    """Each round starts a fresh run for new accounts together with the accounts of the round before (so a killed run is
+    re-run right away, within the replication lag) and kills it; a last run over every account must converge."""
+    rng = random.Random(RNG_SEED)
+    plan = kill_plan(rng, KILL_POINTS, KILL_ACCOUNTS)
+    everyone = {}
+    previous = {}
+    kills = []
+    emulator.set_faults("harsh" if SOAK else "realistic")
+    try:
+        for index, (kind, target) in enumerate(plan):
+            fresh = fleet(runner, 0x100 + index, KILL_ACCOUNTS, "kill%02d" % index)
+            everyone.update(fresh)
+            emulator.reset_log()
+            run = runner.start("provision", dict(previous, **fresh))
+            kills.append(kill_at(emulator, run, kind, target))
+            previous = fresh
+        print("kill points: %s" % kills)
+        final = runner.run("provision", everyone)
+    finally:
+        emulator.set_faults("none")
+    assert final.rc == 0 and not final.failed_hosts(), final.tail()
+    assert problems(emulator, everyone) == []
+    assert len(set((kind, target) for kind, target in plan)) == len(plan) >= 5
+
+
+# ---------------------------------------------------------------------------------------------- races
+def test_concurrent_runs_over_the_same_accounts(emulator, runner):
+    hosts = fleet(runner, 0x200, RACE_ACCOUNTS, "race")
+    emulator.set_faults("realistic")
+    try:
+        runs = [runner.start("provision", hosts) for dummy in range(RACE_RUNS)]
+        results = [run.wait() for run in runs]
+    finally:
+        emulator.set_faults("none")
+    state = emulator.state()
+    accounts = view(state, hosts)
+    duplicated = sorted(host for host, acct in accounts.items() if len(acct["apps"]) > 1)
+    print("race: failed hosts per run %s; duplicated apps %s; jobs %s" % (
+        [result.failed_hosts() for result in results], duplicated,
+        dict((host, len(acct["jobs"])) for host, acct in accounts.items())))
+    print(problems(emulator, hosts))
+    nxt = runner.run("provision", hosts)
+    print(nxt.failed_hosts())
+    print(nxt.tail(8000))
