@@ -13,7 +13,7 @@ export PYTHONPATH := $(BUILD)
 export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 STAGE := bash scripts/run-stage
 
-.PHONY: test venv stage units emulator-tests integration bench-small bench molecule leak-guard sanity lint changelog galaxy demo clean
+.PHONY: test venv stage units emulator-tests integration bench-small bench molecule leak-guard soak sanity lint changelog galaxy demo clean
 
 test: venv stage
 	@$(STAGE) units          $(MAKE) --no-print-directory units
@@ -52,6 +52,10 @@ integration: stage
 # The whole flow at -vvv --diff; every output line, returned value and written file searched for every secret.
 leak-guard: stage
 	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration/test_leak_guard.py
+
+# The fault suite's big variant (docs/resilience.md): 40 accounts under harsh faults, 12 kill points, 3 concurrent runs.
+soak: stage
+	cd $(COLL) && SOAK=1 python -m pytest -q -p no:cacheprovider tests/integration/test_faults.py
 
 # The fleet benchmark (docs/performance.md): 25, 50 and 100 accounts under a realistic latency profile, fresh run,
 # converged re-run, Ansible floor and the sequential seed-guide baseline (about an hour on 2 cores).
