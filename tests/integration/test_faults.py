@@ -256,8 +256,8 @@ def writes(emulator):
 # ---------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def runner(emulator, secrets, tmp_path_factory):
-    users = [{"userPrincipalName": upn, "mail": upn, "displayName": upn.split("@")[0], "givenName": "Faults",
-              "surname": upn.split("@")[0], "accountEnabled": True} for upn in MEMBERS]
+    users = [{"userPrincipalName": upn, "mail": upn, "displayName": upn.partition("@")[0], "givenName": "Faults",
+              "surname": upn.partition("@")[0], "accountEnabled": True} for upn in MEMBERS]
     emulator.seed({"users": users, "groups": [{"displayName": GROUP, "members": MEMBERS}]})
     fault_runner = Runner(emulator, secrets, tmp_path_factory.mktemp("faults"))
     yield fault_runner
