@@ -27,6 +27,7 @@ import time
 
 import pytest
 
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
 from tests.emulator import harness
 
 PLAYBOOKS = os.path.join(harness.COLLECTION_ROOT, "playbooks")
@@ -589,3 +590,152 @@ def test_concurrent_runs_over_the_same_accounts(emulator, runner):
         again = runner.run("provision", dict((host, hosts[host]) for host in duplicated))
         assert again.rc == 0 and not again.failed_hosts(), again.tail()
     assert problems(emulator, hosts) == []
+
+
+# ---------------------------------------------------------------------------------------------- the settling rules, step by step
+# The runs above meet races and kills at random points; these replay the decisive moments deterministically against a
+# small in-memory Graph (no emulator, no Ansible): which app or job a run keeps, what it deletes, when a 403 fails at once.
+TEMPLATE = harness.NON_GALLERY_TEMPLATE_ID
+
+
+class RaceGraph(object):
+    """Applications, service principals and jobs in memory; ``on_instantiate`` lets "another run" act meanwhile."""
+
+    def __init__(self):
+        self.apps = {}
+        self.sps = {}
+        self.jobs = {}
+        self.calls = []
+        self.clock = 1000
+        self.on_instantiate = None
+        self.instantiate_404 = False
+        self.fail_sync = []
+
+    def add_app(self, name, created=None):
+        self.clock += 1
+        app = {"id": "app-%04d" % self.clock, "appId": "appid-%04d" % self.clock, "displayName": name,
+               "applicationTemplateId": TEMPLATE, "createdDateTime": created or "2026-11-30T00:%02d:%02dZ" % divmod(self.clock % 3600, 60)}
+        self.apps[app["id"]] = app
+        self.sps["sp-" + app["id"]] = {"id": "sp-" + app["id"], "appId": app["appId"], "displayName": name, "appRoles": [], "notes": None}
+        return app
+
+    def list(self, path, params=None, **dummy):
+        self.calls.append(("LIST", path))
+        query = (params or {}).get("$filter", "")
+        if path == "/applications":
+            return [dict(app) for app in self.apps.values() if "'%s'" % app["displayName"] in query or "'%s'" % app["appId"] in query]
+        if path == "/servicePrincipals":
+            return [dict(sp) for sp in self.sps.values() if "'%s'" % sp["appId"] in query]
+        if path.endswith("/synchronization/jobs"):
+            if self.fail_sync:
+                raise self.fail_sync.pop(0)
+            return [dict(job) for job in self.jobs.values()]
+        raise AssertionError(path)
+
+    def get(self, path, params=None, **dummy):
+        self.calls.append(("GET", path))
+        kind, object_id = path.strip("/").split("/")[:2]
+        found = {"applications": self.apps, "servicePrincipals": self.sps}[kind].get(object_id)
+        if "/synchronization/jobs/" in path:
+            found = self.jobs.get(path.rsplit("/", 1)[1])
+        if found is None:
+            raise GraphError("Resource '%s' does not exist" % object_id, status=404, code="Request_ResourceNotFound")
+        return dict(found)
+
+    def post(self, path, body=None, **dummy):
+        self.calls.append(("POST", path))
+        if path.endswith("/instantiate"):
+            app = self.add_app(body["displayName"])
+            if self.on_instantiate is not None:
+                self.on_instantiate()
+            if self.instantiate_404:
+                raise GraphError("not found", status=404, code="Request_ResourceNotFound", date=app["createdDateTime"][:19])
+            return {"application": dict(app), "servicePrincipal": dict(self.sps["sp-" + app["id"]])}
+        job = {"id": "scim.%s" % body.get("mark", "b0"), "templateId": "scim", "schedule": {"state": "Disabled"}, "status": {}}
+        self.jobs[job["id"]] = job
+        if self.on_instantiate is not None:
+            self.on_instantiate()
+        return dict(job)
+
+    def delete(self, path, **dummy):
+        self.calls.append(("DELETE", path))
+        object_id = path.rsplit("/", 1)[1]
+        if self.apps.pop(object_id, None) is None and self.jobs.pop(object_id, None) is None:
+            raise GraphError("gone", status=404, code="Request_ResourceNotFound")
+        self.sps.pop("sp-" + object_id, None)
+
+
+def settle(graph, name="Cloudflare SCIM - race"):
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import AppService, ensure_app  # pylint: disable=import-outside-toplevel
+    service = AppService(graph, wait_timeout=60, interval=0.01, sleep=lambda seconds: None)
+    return ensure_app(service, "present", name, TEMPLATE)
+
+
+def test_rule_a_run_whose_app_is_newer_deletes_its_own_and_adopts_the_oldest():
+    graph = RaceGraph()
+    graph.on_instantiate = lambda: graph.add_app("Cloudflare SCIM - race", created="2026-11-30T00:00:00Z")  # the other run's, older
+    result = settle(graph)
+    older = list(graph.apps.values())
+    assert len(older) == 1 and result["application"]["id"] == older[0]["id"]
+    assert result["service_principal"]["id"] == "sp-" + older[0]["id"]
+    assert [call for call in graph.calls if call[0] == "DELETE"] == [("DELETE", "/applications/app-1001")]
+    assert "adopted the oldest" in result["warnings"][0]
+
+
+def test_rule_a_run_whose_app_is_the_oldest_keeps_it_and_never_deletes_another_runs():
+    graph = RaceGraph()
+    graph.on_instantiate = lambda: graph.add_app("Cloudflare SCIM - race", created="2026-11-30T01:00:00Z")  # the other run's, newer
+    result = settle(graph)
+    assert result["application"]["id"] == "app-1001" and len(graph.apps) == 2
+    assert not [call for call in graph.calls if call[0] == "DELETE"] and result["warnings"] == []
+
+
+def test_rule_a_404_instantiate_finds_its_app_by_creation_time_and_still_yields_to_an_older_one():
+    graph = RaceGraph()
+    killed = graph.add_app("Cloudflare SCIM - race", created="2026-11-30T00:00:00Z")  # made by a run killed a while ago...
+    graph.apps.pop(killed["id"])  # ...and not listed yet when this run looked
+    graph.on_instantiate = lambda: graph.apps.setdefault(killed["id"], killed)
+    graph.instantiate_404 = True
+    result = settle(graph)
+    assert result["application"]["id"] == killed["id"] and list(graph.apps) == [killed["id"]]
+    assert "adopted the oldest" in result["warnings"][0]
+
+
+def test_rule_an_ambiguous_404_instantiate_goes_on_with_the_oldest_and_deletes_nothing():
+    graph = RaceGraph()
+    graph.instantiate_404 = True
+    graph.on_instantiate = lambda: graph.add_app("Cloudflare SCIM - race")  # the other run's, created the same second
+    result = settle(graph)
+    assert result["application"]["id"] == min(graph.apps) and len(graph.apps) == 2
+    assert not [call for call in graph.calls if call[0] == "DELETE"]
+    assert "cannot tell which one it created" in result["warnings"][0]
+
+
+def test_rule_jobs_every_run_keeps_the_smallest_id():
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import SyncService  # pylint: disable=import-outside-toplevel
+    for ours, theirs, kept in (("b5", "a1", "scim.a1"), ("a1", "b5", "scim.a1")):
+        graph = RaceGraph()
+        graph.on_instantiate = lambda mark=theirs: graph.jobs.setdefault("scim." + mark, {"id": "scim." + mark, "templateId": "scim"})
+        service = SyncService(graph, "sp-x", timeout=30, sleep=lambda seconds: None)
+        original = graph.post
+        graph.post = lambda path, body=None, mark=ours, **kw: original(path, dict(body or {}, mark=mark), **kw)
+        job = service.create_job("scim")
+        assert job["id"] == kept and list(graph.jobs) == [kept], (ours, theirs)
+        assert service.notices and "kept %s" % kept in service.notices[0]
+
+
+def test_rule_a_403_fails_at_once_on_a_service_principal_configured_before():
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import SyncService, FINGERPRINT_PREFIX  # pylint: disable=import-outside-toplevel
+    denied = GraphError("Insufficient privileges to complete the operation.", status=403, code="Authorization_RequestDenied")
+    for notes, lists in ((FINGERPRINT_PREFIX + "ab" * 32, 1), (None, 4)):
+        graph = RaceGraph()
+        graph.sps["sp-x"] = {"id": "sp-x", "appId": "appid-x", "notes": notes}
+        graph.fail_sync = [denied, denied, denied]
+        service = SyncService(graph, "sp-x", timeout=60, sleep=lambda seconds: None)
+        if notes:
+            with pytest.raises(GraphError) as caught:
+                service.list_jobs()
+            assert caught.value.status == 403
+        else:
+            assert service.list_jobs() == []  # a new service principal: the 403s were replication lag
+        assert len([call for call in graph.calls if call[0] == "LIST"]) == lists
