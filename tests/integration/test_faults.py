@@ -517,6 +517,19 @@ def kill_at(emulator, run, kind, target, timeout=300):
     return None
 
 
+def quiesce(emulator, timeout=10):
+    """Wait until the emulator logs no new request for half a second: requests a killed run had in flight still land
+    (and are logged) after the kill, and must not count towards the next run's kill point."""
+    deadline = time.monotonic() + timeout
+    last = emulator.requests_log()["counts"]["total"]
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = emulator.requests_log()["counts"]["total"]
+        if current == last:
+            return
+        last = current
+
+
 def test_killed_runs_converge_on_rerun(emulator, runner):
     """Each round starts a fresh run for new accounts together with the accounts of the round before (so a killed run is
     re-run right away, within the replication lag) and kills it; a last run over every account must converge."""
@@ -530,6 +543,7 @@ def test_killed_runs_converge_on_rerun(emulator, runner):
         for index, (kind, target) in enumerate(plan):
             fresh = fleet(runner, 0x100 + index, KILL_ACCOUNTS, "kill%02d" % index)
             everyone.update(fresh)
+            quiesce(emulator)
             emulator.reset_log()
             run = runner.start("provision", dict(previous, **fresh))
             kills.append(kill_at(emulator, run, kind, target))
