@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -131,8 +132,9 @@ class Result(object):
         return sorted(host for host, counts in self.recap.items() if counts["failed"] or counts["unreachable"])
 
     def host_output(self, host):
-        """The lines of the output about ``host`` (task results and the summary line)."""
-        return "\n".join(line for line in self.output.splitlines() if host in line)
+        """The lines of the output about ``host`` (task results and the summary line), not those of a longer host name."""
+        pattern = re.compile(r"(?<![\w-])%s(?![\w-])" % re.escape(host))
+        return "\n".join(line for line in self.output.splitlines() if pattern.search(line))
 
     def tail(self, chars=6000):
         return self.output[-chars:]
