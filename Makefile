@@ -47,7 +47,7 @@ emulator-tests: venv
 	python -m pytest -q -p no:cacheprovider tests/emulator/tests
 
 integration: stage
-	cd $(COLL) && python -m pytest -q -p no:cacheprovider tests/integration --ignore=tests/integration/test_leak_guard.py
+	cd $(COLL) && python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/integration --ignore=tests/integration/test_leak_guard.py
 
 # The whole flow at -vvv --diff; every output line, returned value and written file searched for every secret.
 leak-guard: stage
