@@ -269,11 +269,11 @@ def run_playbook(label, cmd, env, log_path, timeout, heartbeat=15.0):
             values = match.groupdict()
             host = values.pop("host")
             recap[host] = dict((key, int(value)) for key, value in values.items())
-    result = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "rc": proc.returncode,
+    result = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "rc": proc.returncode, "load_1m": round(os.getloadavg()[0], 1),
               "changed": sum(r["changed"] for r in recap.values()),
               "failed": sum(r["failed"] + r["unreachable"] for r in recap.values()), "log": log_path}
-    say("%s: done in %.1f s wall, %.1f s CPU, changed=%d failed=%d rc=%d"
-        % (label, wall, cpu, result["changed"], result["failed"], proc.returncode))
+    say("%s: done in %.1f s wall, %.1f s CPU, changed=%d failed=%d rc=%d (machine load average %.1f)"
+        % (label, wall, cpu, result["changed"], result["failed"], proc.returncode, result["load_1m"]))
     return result
 
 
@@ -347,7 +347,7 @@ def best_of(samples):
     """The run with the smallest wall time, with every sample's wall and CPU kept (other load on the machine only ever
     makes a run slower, so the fastest of several is the best estimate of what the run costs)."""
     best = dict(min(samples, key=lambda item: item["wall_s"]))
-    best["samples"] = [{"wall_s": item["wall_s"], "cpu_s": item["cpu_s"]} for item in samples]
+    best["samples"] = [{"wall_s": item["wall_s"], "cpu_s": item["cpu_s"], "load_1m": item.get("load_1m")} for item in samples]
     best["cpu_s"] = min(item["cpu_s"] for item in samples)
     return best
 
@@ -541,10 +541,11 @@ def report(results):
             size["converged"]["wall_s"], size["floor"]["wall_s"], size["converged_over_floor"], size["converged_over_floor_cpu"]))
     repeated = [size for size in sizes if len((size.get("converged") or {}).get("samples") or []) > 1]
     if repeated:
-        lines += ["", "Converged runs and floors alternate, %d of each per size; the fastest of each counts. All walls (s): %s." % (
-            repeated[0]["repeat"], "; ".join("%d accounts converged %s, floor %s" % (
-                size["accounts"], "/".join("%.1f" % item["wall_s"] for item in size["converged"]["samples"]),
-                "/".join("%.1f" % item["wall_s"] for item in size["floor"]["samples"])) for size in repeated))]
+        walls = "; ".join("%d accounts converged %s, floor %s" % (
+            size["accounts"], " / ".join(sample_text(item) for item in size["converged"]["samples"]),
+            " / ".join(sample_text(item) for item in size["floor"]["samples"])) for size in repeated)
+        lines += ["", "Converged runs and floors alternate, %d of each per size; the fastest of each counts. All walls in s, with the "
+                  "1-minute load average of the machine when each run ended: %s." % (repeated[0]["repeat"], walls)]
     if baseline.get("requests"):
         req = baseline["requests"]
         lines += ["", "| baseline accounts | wall s | s per account | CPU s |", "| ---: | ---: | ---: | ---: |"]
@@ -558,6 +559,11 @@ def report(results):
     for verdict in verdicts(results):
         lines.append("| %s | %s | %s |" % verdict)
     return "\n".join(lines) + "\n"
+
+
+def sample_text(item):
+    """``61.2`` or ``61.2 (load 3.4)``: a run's wall time and the machine's load average when it ended."""
+    return "%.1f" % item["wall_s"] + (" (load %.1f)" % item["load_1m"] if item.get("load_1m") is not None else "")
 
 
 def verdicts(results):
