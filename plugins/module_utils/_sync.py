@@ -724,7 +724,7 @@ def plan_secrets(sp_id, current, notes, base_address, secret_token, sync_all=Non
     }
 
 
-def test_connection_failed(err, base_address, token_saved):
+def connection_test_failure(err, base_address, token_saved):
     """The error for a Test Connection (validateCredentials) that the SCIM endpoint failed: Graph's reason, what was kept, what to check."""
     failure = SyncError(
         "validate credentials with the SCIM endpoint", err.code or "CredentialValidationUnavailable",
@@ -765,7 +765,7 @@ def ensure_secrets(service, base_address, secret_token, sync_all=None, notificat
             except GraphError as err:
                 if isinstance(err, ConsistencyTimeout) or err.status != 400:
                     raise
-                raise test_connection_failed(err, base_address, bool(current.get("SecretToken")))
+                raise connection_test_failure(err, base_address, bool(current.get("SecretToken")))
             validated = True
         elif check_mode:
             warnings.append("No synchronization job exists yet, so the credentials could not be tested in check mode.")
