@@ -63,9 +63,10 @@ def test_no_secret_anywhere(emulator, playbook, secrets, tmp_path):
                      "permissions": harness.DEFAULT_SEED["clients"][0]["permissions"]}],
         "users": [{"userPrincipalName": upn, "mail": upn, "displayName": upn, "accountEnabled": True} for upn in MEMBERS],
         "groups": [{"displayName": GROUP, "members": MEMBERS}],
-        "cloudflare_accounts": [{"account_id": account_id(i), "tokens": [{"value": token(i), "scim_permission": True},
-                                                                          {"value": token(i, 1), "scim_permission": True}]}
-                                for i in range(ACCOUNTS)],
+        "cloudflare_accounts": [
+            {"account_id": account_id(i),
+             "tokens": [{"value": token(i), "scim_permission": True}, {"value": token(i, 1), "scim_permission": True}]}
+            for i in range(ACCOUNTS)],
     })
     pem_file = tmp_path / "client.pem"
     pem_file.write_text(key_pem + cert_pem)
