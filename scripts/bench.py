@@ -142,8 +142,8 @@ def process_cpu(pid):
 
 # ---------------------------------------------------------------------------------------------- emulator data
 def seed_fleet(emu, count):
-    users = [{"userPrincipalName": upn, "mail": upn, "displayName": upn.split("@")[0], "givenName": "Bench",
-              "surname": upn.split("@")[0], "accountEnabled": True} for upn in MEMBERS]
+    users = [{"userPrincipalName": upn, "mail": upn, "displayName": upn.split("@", maxsplit=1)[0], "givenName": "Bench",
+              "surname": upn.split("@", maxsplit=1)[0], "accountEnabled": True} for upn in MEMBERS]
     emu.seed({
         "users": users,
         "groups": [{"displayName": GROUP, "members": MEMBERS}],
@@ -571,7 +571,7 @@ def verdicts(results):
     rows = []
     sizes = [s for s in results["sizes"] if s.get("converged")]
     tokens = [(s["accounts"], run, s[run]["requests"]["token_requests"]) for s in sizes for run in ("fresh", "converged")]
-    worst = max(n for _, _, n in tokens) if tokens else None
+    worst = max(entry[2] for entry in tokens) if tokens else None
     rows.append(("token requests per run = 1 per credential (1 credential)",
                  ", ".join("%d/%s %d" % t for t in tokens), met(worst, TARGETS["token_requests_per_credential"])))
     writes = max(s["converged"]["requests"]["graph_writes"] for s in sizes) if sizes else None

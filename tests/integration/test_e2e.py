@@ -40,8 +40,8 @@ def app_name(host):
 
 @pytest.fixture(scope="module")
 def fleet(emulator, secrets):
-    users = [{"userPrincipalName": upn, "mail": upn, "displayName": upn.split("@")[0], "givenName": "E2E",
-              "surname": upn.split("@")[0], "accountEnabled": True} for upn in MEMBERS]
+    users = [{"userPrincipalName": upn, "mail": upn, "displayName": upn.split("@", maxsplit=1)[0], "givenName": "E2E",
+              "surname": upn.split("@", maxsplit=1)[0], "accountEnabled": True} for upn in MEMBERS]
     emulator.seed({
         "users": users,
         "groups": [{"displayName": GROUP, "members": MEMBERS}],

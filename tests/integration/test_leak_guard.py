@@ -44,12 +44,10 @@ def json_secrets(value):
             if key == "secret" and isinstance(item, str):
                 yield item
             else:
-                for found in json_secrets(item):
-                    yield found
+                yield from json_secrets(item)
     elif isinstance(value, list):
         for item in value:
-            for found in json_secrets(item):
-                yield found
+            yield from json_secrets(item)
 
 
 def find_leaks(secrets, label, text):

@@ -312,6 +312,6 @@ def test_batch_get_sends_a_single_read_plainly_and_falls_back_when_batch_is_refu
     assert batch_get(refusing, [("/sp", None), ("/other", None)]) == [({"id": "sp"}, None), ({"id": "other"}, None)]
     assert [kind for kind, dummy in refusing.calls] == ["batch", "get", "get"]
     down = _BatchGetClient({}, batch_status=None)
-    down.batch = lambda requests: (_ for _ in ()).throw(GraphError("no answer", status=None, code="ConnectionError"))
+    down.batch = lambda requests: (item for item in ()).throw(GraphError("no answer", status=None, code="ConnectionError"))
     with pytest.raises(GraphError):
         batch_get(down, [("/a", None), ("/b", None)])
