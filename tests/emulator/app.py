@@ -232,15 +232,19 @@ class App:
         merged.update(exc.headers)
         return Response.json(exc.status, exc.body(request_id, client_request_id), headers=merged, content_type=GRAPH_CONTENT_TYPE)
 
-    def graph_call(self, request, sub, request_id, client_request_id, principal=None):
-        """Run one Graph operation; return (status, body or None, headers, client_id, operation, write)."""
+    def graph_call(self, request, sub, request_id, client_request_id, principal=None, sleep=True):
+        """Run one Graph operation; return (status, body or None, headers, client_id, operation, write).
+
+        ``sleep=False`` (items of a ``$batch``): the caller sleeps the operation's latency, see ``batch``.
+        """
         route, match, method_exists = self._match(request.method, sub)
         if route is None:
             operation = "graph.method_not_allowed" if method_exists else "graph.unknown"
         else:
             operation = route.operation
         write = bool(route and route.write)
-        self._sleep(operation)
+        if sleep:
+            self._sleep(operation)
         client_id = principal["client_id"] if principal else None
         try:
             if principal is None:
@@ -303,6 +307,11 @@ class App:
             depends = item.get("dependsOn", [])
             if not isinstance(depends, list) or any(d not in ids or d == item["id"] for d in depends):
                 raise GraphError(400, "BadRequest", "Invalid batch payload format: dependsOn of request '%s' names an unknown request." % item["id"])
+        # Latency: Graph runs the items of a batch without dependsOn in parallel ("Batch should be either fully sequential
+        # or fully parallel"; json-batching.md: combining requests "can save the application significant network
+        # latency"), so such a batch costs the latency of its slowest item; a sequential one (dependsOn) the sum.
+        sequential = any(item.get("dependsOn") for item in items)
+        delays = []
         results = {}
         responses = []
         pending = list(items)
@@ -318,7 +327,8 @@ class App:
                     status, payload, headers = 424, {"error": {"code": "FailedDependency",
                                                                "message": "The request failed because a request it depends on failed."}}, {}
                 else:
-                    status, payload, headers = self._batch_item(request, item, principal)
+                    status, payload, headers, delay = self._batch_item(request, item, principal)
+                    delays.append(delay)
                 results[item["id"]] = status
                 entry = {"id": item["id"], "status": status, "headers": headers}
                 if payload is not None:
@@ -326,6 +336,9 @@ class App:
                 responses.append(entry)
             if not progressed:
                 raise GraphError(400, "BadRequest", "Invalid batch payload format: dependsOn forms a cycle.")
+        delay = (sum(delays) if sequential else max(delays)) if delays else 0.0
+        if delay > 0:
+            time.sleep(delay)  # outside the state lock, like every other latency
         return 200, {"responses": responses}
 
     def _batch_item(self, outer, item, principal):
@@ -341,8 +354,9 @@ class App:
             status, payload, extra, client_id, operation, write = (400, GraphError(400, "BadRequest", "Nested batches are not supported.")
                                                                    .body(request_id, request_id), {}, principal["client_id"], "batch", False)
         else:
-            status, payload, extra, client_id, operation, write = self.graph_call(inner, sub, request_id, request_id, principal)
+            status, payload, extra, client_id, operation, write = self.graph_call(inner, sub, request_id, request_id, principal,
+                                                                                  sleep=False)
         self.record(inner, operation, status, client_id, write, in_batch=True)
         response_headers = {"Content-Type": GRAPH_CONTENT_TYPE} if payload is not None else {}
         response_headers.update(extra)
-        return status, payload, response_headers
+        return status, payload, response_headers, self.faults.latency_seconds(operation)

@@ -70,6 +70,21 @@ def test_latency_per_operation_does_not_block_other_requests(graph, faults):
     assert 0.4 <= elapsed < 1.2  # four delayed requests in parallel, not 1.6 s in a row
 
 
+def test_batch_latency_is_that_of_its_slowest_item_unless_sequential(graph, faults):
+    # Graph runs the items of a batch without dependsOn in parallel, those with dependsOn one after the other.
+    faults({"latency_ms": {"default": 0, "users.get": 400}})
+    parallel = [{"id": str(i), "method": "GET", "url": "/users/" + ALICE} for i in range(1, 4)]
+    started = time.monotonic()
+    response = graph.post("/$batch", {"requests": parallel})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200 and [r["status"] for r in response.json()["responses"]] == [200] * 3
+    assert 0.4 <= elapsed < 1.1  # one item's latency, not 1.2 s
+    sequential = [dict(item, dependsOn=[str(int(item["id"]) - 1)]) if item["id"] != "1" else item for item in parallel]
+    started = time.monotonic()
+    assert graph.post("/$batch", {"requests": sequential}).status_code == 200
+    assert time.monotonic() - started >= 1.2
+
+
 def test_time_scale_shrinks_latency_and_lag(graph, faults):
     faults({"latency_ms": {"default": 0, "users.get": 1000}, "time_scale": 0.1})
     started = time.monotonic()
