@@ -24,7 +24,7 @@ import uuid
 from urllib.parse import quote, urlencode, urlparse
 
 from ._errors import GraphError
-from ._transport import IDEMPOTENT_METHODS, parse_retry_after
+from ._transport import IDEMPOTENT_METHODS, RETRY_IDEMPOTENT_STATUSES, parse_retry_after
 
 BATCH_LIMIT = 20
 MAX_PAGES = 10000
@@ -225,9 +225,10 @@ class GraphClient:
 
         Each request is ``{"method", "url", "body"?, "headers"?, "id"?, "dependsOn"?}``; ids default to
         the position ("1", "2", ...). Chunks of at most 20. Items answered 429 (or 503 with a
-        Retry-After) are sent again, alone, after the largest Retry-After among them (back-off when
-        absent), at most ``max_attempts`` times in all and within the transport's deadline; other
-        failures are returned as they are (check each ``status``; ``GraphError.from_batch_item``).
+        Retry-After), and idempotent ones (GET, PUT, DELETE...) answered 500/502/503/504, are sent again, alone,
+        after the largest Retry-After among them (back-off when absent), at most ``max_attempts`` times in all
+        and within the transport's deadline; other failures are returned as they are (check each ``status``;
+        ``GraphError.from_batch_item``).
         """
         prepared = []
         for index, item in enumerate(requests):
@@ -286,7 +287,10 @@ class GraphClient:
                 results[entry["id"]] = item
                 headers = dict((str(k).lower(), v) for k, v in item["headers"].items())
                 retry_after = parse_retry_after(headers.get("retry-after"), now=self.transport.now())
-                if item["status"] == 429 or (item["status"] == 503 and retry_after is not None):
+                # as the transport does for a plain request: 429 and 503 with Retry-After always, 5xx for reads and
+                # other idempotent methods
+                if item["status"] == 429 or (item["status"] == 503 and retry_after is not None) or (
+                        item["status"] in RETRY_IDEMPOTENT_STATUSES and entry["method"] in IDEMPOTENT_METHODS):
                     retry.append(entry)
                     waits.append(retry_after if retry_after is not None else self.transport.retry.backoff(attempt, self.transport.rand))
             if not retry or attempt >= max_attempts:

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 
@@ -641,12 +642,21 @@ class RaceGraph(object):
         if path == "/applications":
             return [dict(app) for app in self.apps.values() if "'%s'" % app["displayName"] in query or "'%s'" % app["appId"] in query]
         if path == "/servicePrincipals":
-            return [dict(sp) for sp in self.sps.values() if "'%s'" % sp["appId"] in query]
+            return [dict(sp) for sp in self.sps.values() if "'%s'" % sp["appId"] in query or "'%s'" % sp["displayName"] in query]
         if path.endswith("/synchronization/jobs"):
             if self.fail_sync:
                 raise self.fail_sync.pop(0)
             return [dict(job) for job in self.jobs.values()]
         raise AssertionError(path)
+
+    def batch(self, requests, **dummy):
+        """``$batch`` of list reads (entra_app's lookup), each answered as the plain list would be."""
+        answers = []
+        for number, request in enumerate(requests, 1):
+            path, _mark, query = request["url"].partition("?")
+            answers.append({"id": str(number), "status": 200, "headers": {},
+                            "body": {"value": self.list(path, dict(urllib.parse.parse_qsl(query)))}})
+        return answers
 
     def get(self, path, params=None, **dummy):
         self.calls.append(("GET", path))

@@ -7,6 +7,7 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import re
+import urllib.parse
 import uuid
 
 import pytest
@@ -103,6 +104,18 @@ class FakeGraph(object):
                 matches.append(dict(obj))
         return matches
 
+    def batch(self, requests):
+        """``$batch`` of list reads, answered item by item as Graph does (each item recorded like a plain read)."""
+        items = []
+        for number, request in enumerate(requests, 1):
+            path, _mark, query = request["url"].partition("?")
+            try:
+                items.append({"id": str(number), "status": 200, "body": {"value": self.list(path, dict(urllib.parse.parse_qsl(query)))}})
+            except GraphError as err:
+                items.append({"id": str(number), "status": err.status, "headers": {},
+                              "body": {"error": {"code": err.code, "message": err.message, "innerError": {"request-id": err.request_id}}}})
+        return items
+
     def get(self, path, params=None):
         self.calls.append(("GET", path, dict(params or {})))
         self._check_failure("GET", path)
@@ -174,7 +187,9 @@ def test_wait_false_returns_right_after_instantiate(clock):
     graph = FakeGraph()
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
     assert result["changed"] is True
-    assert [call[0] for call in graph.calls] == ["GET", "POST"]
+    # the lookup is one $batch (applications and service principals of that name), then instantiate
+    assert [call[:2] for call in graph.calls] == [("GET", "/applications"), ("GET", "/servicePrincipals"),
+                                                 ("POST", "/applicationTemplates/%s/instantiate" % TEMPLATE)]
     assert clock.sleeps == []
 
 
@@ -188,6 +203,17 @@ def test_adopts_the_single_existing_app_without_writing(clock):
     assert result["service_principal"]["id"] == graph.sp_of(app)["id"]
     assert result["diff"]["before"] == result["diff"]["after"]
     assert graph.sp_of(app)["notes"] == "fingerprint:abc"
+    # one $batch found both: no read of the service principal by appId afterwards
+    assert [call[:2] for call in graph.calls] == [("GET", "/applications"), ("GET", "/servicePrincipals")]
+
+
+def test_existing_app_whose_service_principal_is_named_otherwise_is_still_found(clock):
+    graph = FakeGraph()
+    app = graph.add_app("Prod")
+    graph.sp_of(app)["displayName"] = "Renamed in the portal"
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
+    assert result["changed"] is False and graph.writes == []
+    assert result["service_principal"]["id"] == graph.sp_of(app)["id"]
 
 
 def test_lookup_matches_name_and_template(clock):

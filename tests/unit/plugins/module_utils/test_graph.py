@@ -193,6 +193,16 @@ def test_batch_429_retries_are_bounded(client, fake_ms, fake_clock):
     assert fake_clock.sleeps == [2.0, 2.0]
 
 
+def test_batch_resends_reads_hit_by_a_server_error_but_not_creates(client, fake_ms, fake_clock):
+    # like a plain request: a 5xx answer is retried for an idempotent method (GET), never for a POST
+    outage = (503, {}, {"error": {"code": "serviceNotAvailable", "message": "The service is temporarily unavailable."}})
+    sent = _batch_server(fake_ms, {"1": [outage, (200, {}, {"value": []})], "2": [outage]})
+    results = client.batch([{"url": "/applications"}, {"method": "POST", "url": "/servicePrincipals", "body": {"appId": "a"}}])
+    assert [(r["id"], r["status"]) for r in results] == [("1", 200), ("2", 503)]
+    assert [[item["id"] for item in batch] for batch in sent] == [["1", "2"], ["1"]]
+    assert len(fake_clock.sleeps) == 1 and fake_clock.sleeps[0] > 0
+
+
 def test_batch_retry_drops_dependencies_already_answered(client, fake_ms):
     sent = _batch_server(fake_ms, {
         "1": [(201, {}, {"id": "x"})],

@@ -86,7 +86,7 @@ def test_check_mode_writes_nothing(graph, capsys):
 def test_template_defaults_to_the_clouds_non_gallery_template(graph, capsys):
     run_module(capsys, display_name="Prod", cloud="usgovernment", wait=False)
     assert graph.calls[0][2]["$filter"].endswith("applicationTemplateId eq '4602d0b4-76bb-404b-bca9-2652e1a39c6d'")
-    assert graph.calls[1][1] == "/applicationTemplates/4602d0b4-76bb-404b-bca9-2652e1a39c6d/instantiate"
+    assert [call[1] for call in graph.calls if call[0] == "POST"] == ["/applicationTemplates/4602d0b4-76bb-404b-bca9-2652e1a39c6d/instantiate"]
 
 
 def test_explicit_template_wins(graph, capsys):
