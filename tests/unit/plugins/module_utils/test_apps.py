@@ -188,8 +188,8 @@ def test_wait_false_returns_right_after_instantiate(clock):
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
     assert result["changed"] is True
     # the lookup is one $batch (applications and service principals of that name), then instantiate
-    assert [call[:2] for call in graph.calls] == [("GET", "/applications"), ("GET", "/servicePrincipals"),
-                                                 ("POST", "/applicationTemplates/%s/instantiate" % TEMPLATE)]
+    expected = [("GET", "/applications"), ("GET", "/servicePrincipals"), ("POST", "/applicationTemplates/%s/instantiate" % TEMPLATE)]
+    assert [call[:2] for call in graph.calls] == expected
     assert clock.sleeps == []
 
 
