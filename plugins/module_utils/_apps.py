@@ -147,11 +147,16 @@ class AppService:
             self.progress(message)
 
     # ------------------------------------------------------------------ reads
+    @staticmethod
+    def _by_name_params(display_name, template_id):
+        """Query of the applications with this display name made from this template (the lookup every run starts with)."""
+        query = "displayName eq %s and applicationTemplateId eq %s" % (odata_quote(display_name), odata_quote(template_id))
+        return {"$filter": query, "$select": APPLICATION_FIELDS}
+
     def find_by_name(self, display_name, template_id):
         """Applications whose display name and application template id equal the given ones."""
-        query = "displayName eq %s and applicationTemplateId eq %s" % (odata_quote(display_name), odata_quote(template_id))
         with error_step("list applications"):
-            return self.client.list("/applications", params={"$filter": query, "$select": APPLICATION_FIELDS})
+            return self.client.list("/applications", params=self._by_name_params(display_name, template_id))
 
     def find_by_name_with_service_principals(self, display_name, template_id):
         """``(applications, service principals)`` named ``display_name``, with one ``$batch``.
@@ -159,11 +164,9 @@ class AppService:
         The applications are those of ``find_by_name``; the service principals of the same name come in the same request
         so that an existing app's service principal needs no read of its own (one request per converged run).
         """
-        name = odata_quote(display_name)
         (apps, apps_error), (sps, sps_error) = batch_get(self.client, [
-            ("/applications", {"$filter": "displayName eq %s and applicationTemplateId eq %s" % (name, odata_quote(template_id)),
-                               "$select": APPLICATION_FIELDS}),
-            ("/servicePrincipals", {"$filter": "displayName eq %s" % name, "$select": SERVICE_PRINCIPAL_FIELDS}),
+            ("/applications", self._by_name_params(display_name, template_id)),
+            ("/servicePrincipals", {"$filter": "displayName eq %s" % odata_quote(display_name), "$select": SERVICE_PRINCIPAL_FIELDS}),
         ])
         # A failed item costs the plain read it replaces (with that read's own retries and error step).
         applications = self.find_by_name(display_name, template_id) if apps_error is not None else (apps or {}).get("value") or []

@@ -287,8 +287,9 @@ class GraphClient:
                 results[entry["id"]] = item
                 headers = dict((str(k).lower(), v) for k, v in item["headers"].items())
                 retry_after = parse_retry_after(headers.get("retry-after"), now=self.transport.now())
-                # as the transport does for a plain request: 429 and 503 with Retry-After always, 5xx for reads and
-                # other idempotent methods
+                # 429 and 503 with Retry-After for any method; 500/502/503/504 for idempotent ones, as the transport
+                # retries a plain request (Transport._retry_delay). Unlike a plain request, a non-idempotent item
+                # answered 503 without Retry-After is not sent again.
                 if item["status"] == 429 or (item["status"] == 503 and retry_after is not None) or (
                         item["status"] in RETRY_IDEMPOTENT_STATUSES and entry["method"] in IDEMPOTENT_METHODS):
                     retry.append(entry)

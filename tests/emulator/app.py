@@ -111,7 +111,10 @@ class App:
             self.state.counts.clear()
 
     def _sleep(self, operation):
-        delay = self.faults.latency_seconds(operation)
+        self._pause(self.faults.latency_seconds(operation))
+
+    @staticmethod
+    def _pause(delay):
         if delay > 0:
             time.sleep(delay)  # outside the state lock: other requests keep flowing
 
@@ -336,9 +339,7 @@ class App:
                 responses.append(entry)
             if not progressed:
                 raise GraphError(400, "BadRequest", "Invalid batch payload format: dependsOn forms a cycle.")
-        delay = (sum(delays) if sequential else max(delays)) if delays else 0.0
-        if delay > 0:
-            time.sleep(delay)  # outside the state lock, like every other latency
+        self._pause((sum(delays) if sequential else max(delays)) if delays else 0.0)
         return 200, {"responses": responses}
 
     def _batch_item(self, outer, item, principal):
