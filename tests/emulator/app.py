@@ -310,9 +310,9 @@ class App:
             depends = item.get("dependsOn", [])
             if not isinstance(depends, list) or any(d not in ids or d == item["id"] for d in depends):
                 raise GraphError(400, "BadRequest", "Invalid batch payload format: dependsOn of request '%s' names an unknown request." % item["id"])
-        # Latency: Graph runs the items of a batch without dependsOn in parallel ("Batch should be either fully sequential
-        # or fully parallel"; json-batching.md: combining requests "can save the application significant network
-        # latency"), so such a batch costs the latency of its slowest item; a sequential one (dependsOn) the sum.
+        # Latency: Graph runs the items of a batch without dependsOn in parallel (graph_api.md §13: batches are "fully
+        # sequential or fully parallel"; json-batching.md: combining requests "can save the application significant
+        # network latency"), so such a batch costs the latency of its slowest item; a sequential one (dependsOn) the sum.
         sequential = any(item.get("dependsOn") for item in items)
         delays = []
         results = {}
