@@ -33,7 +33,7 @@ import time
 from urllib.parse import quote
 
 from ._consistency import wait_until_visible
-from ._errors import GraphError, error_step
+from ._errors import CollectionError, GraphError, error_step
 from ._graph import batch_get, odata_quote
 
 APPLICATION_FIELDS = "id,appId,displayName,applicationTemplateId,createdDateTime"
@@ -44,7 +44,7 @@ CONSECUTIVE_READS = 3
 INSTANTIATE_WINDOW = 3
 
 
-class AppError(Exception):
+class AppError(CollectionError):
     """A problem with what was found (duplicates, a pinned app that does not match, a missing service principal).
 
     ``details`` are extra keys for ``fail_json`` (for example ``duplicates``).

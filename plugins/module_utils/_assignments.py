@@ -25,7 +25,7 @@ import time
 from urllib.parse import quote
 
 from ._consistency import retry_replication
-from ._errors import GraphError, error_step
+from ._errors import CollectionError, GraphError, error_step
 from ._graph import batch_error, batch_get, encode_query, odata_quote
 
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
@@ -36,7 +36,7 @@ PRINCIPAL_TYPES = {"user": "User", "group": "Group"}
 IDENTIFIERS = ("id", "display_name", "user_principal_name")
 
 
-class AssignmentError(Exception):
+class AssignmentError(CollectionError):
     """Bad input or an unresolvable principal/role (raised before anything is written); ``details`` go to fail_json."""
 
     def __init__(self, message, **details):

@@ -30,7 +30,7 @@ import json
 import re
 import time
 
-from ._errors import GraphError, redact
+from ._errors import CollectionError, GraphError, redact
 from ._transport import RetryPolicy, Transport
 
 DEFAULT_API_ENDPOINT = "https://api.cloudflare.com/client/v4"
@@ -82,7 +82,7 @@ def virtual_group_match(name):
     return {"account_id": match.group("account_id").lower(), "role": match.group("role")}
 
 
-class CloudflareError(Exception):
+class CloudflareError(CollectionError):
     """A failed Cloudflare SCIM call: ``status`` (None when no answer came), ``code``, ``message``, ``url``."""
 
     def __init__(self, message, status=None, code=None, url=None, ray_id=None):

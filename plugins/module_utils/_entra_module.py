@@ -26,10 +26,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ._auth import AUTH_METHODS, HAS_MSAL, MSAL_IMPORT_ERROR, resolve_cloud, select_auth
-from ._consistency import ConsistencyTimeout
-from ._errors import AuthError, GraphError, failure_details, failure_message
 from ._graph import GraphClient
-from ._transport import HAS_REQUESTS, REQUESTS_IMPORT_ERROR, RetryPolicy, Transport
+from ._runner import ModuleRunner
+from ._transport import RetryPolicy, Transport
 
 ENTRA_ARGUMENT_SPEC = dict(
     tenant_id=dict(type="str", fallback=(env_fallback, ["AZURE_TENANT_ID", "AZURE_TENANT"])),
@@ -72,19 +71,25 @@ class EntraModule:
     """
 
     def __init__(self, argument_spec=None, supports_check_mode=True, sleep=None, clock=None, **kwargs):
-        self.module = AnsibleModule(argument_spec=entra_argument_spec(**(argument_spec or {})),
-                                    supports_check_mode=supports_check_mode, **kwargs)
-        if not HAS_REQUESTS:
-            self.module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+        spec = entra_argument_spec(**(argument_spec or {}))
+        self.module = AnsibleModule(argument_spec=spec, supports_check_mode=supports_check_mode, **kwargs)
+        self.runner = ModuleRunner(self.module, spec)
         self.params = self.module.params
         self.check_mode = self.module.check_mode
         self.diff_mode = self.module._diff
         self.sleep = sleep or time.sleep
         self.clock = clock or time.monotonic
+        problems = option_problems(self.params)
+        if problems:
+            self.module.fail_json(msg="Invalid options: %s" % " ".join(problems))
         try:
             self.cloud = resolve_cloud(self.params)
         except ValueError as exc:
             self.module.fail_json(msg="Invalid Microsoft Graph connection options: %s" % exc)
+        if not self.params["validate_certs"]:
+            self.runner.warn("validate_certs is false: the TLS certificates of Microsoft Graph and of the token endpoint are "
+                             "not checked, so anyone on the network path can read the credentials and tokens sent. Use "
+                             "ca_path for a private CA instead, and validate_certs=false only in tests.")
         self._client = None
         self._auth = None
 
@@ -128,27 +133,35 @@ class EntraModule:
 
     def _emit_auth_warnings(self):
         for warning in getattr(self._auth, "warnings", None) or []:
-            self.module.warn(warning)
+            self.runner.warn(warning)
+
+    def _collect(self):
+        """Before exiting: the auth warnings, and every access token obtained as a secret to redact."""
+        for token in (getattr(self._client, "tokens", None) or []):
+            self.runner.add_secret(token)
+        self._emit_auth_warnings()
 
     def fail(self, step, err, **extra):
         """``fail_json`` with "Failed to <step>: <code>: <message> (request-id ...)" plus status/error_code/request_id."""
-        self._emit_auth_warnings()
-        result = failure_details(err)
-        result.update(extra)
-        self.module.fail_json(msg=failure_message(step or getattr(err, "step", None), err), **result)
+        self._collect()
+        self.runner.fail_error(err, step=step, **extra)
 
     def run(self, fn, step=None):
-        """The one try/except of a module: ``fn(self)`` returns the result dict, which is passed to exit_json.
+        """The one try/except of a module (``_runner.ModuleRunner.run``): ``fn(self)`` returns the result dict, which is
+        passed to exit_json; an error becomes fail_json (the step is the error's ``error_step`` tag, else ``step``, else
+        "call Microsoft Graph"), with every secret redacted."""
+        self.runner.run(lambda: fn(self), step=step, before_exit=self._collect)
 
-        GraphError, ConsistencyTimeout and AuthError become fail_json (the step is the error's
-        ``error_step`` tag, else ``step``, else "call Microsoft Graph").
-        """
-        try:
-            result = fn(self)
-        except (GraphError, ConsistencyTimeout, AuthError) as err:
-            self.fail(getattr(err, "step", None) or step, err)
-            return
-        result = dict(result or {})
-        result.setdefault("changed", False)
-        self._emit_auth_warnings()
-        self.module.exit_json(**result)
+
+def option_problems(params):
+    """What is wrong with the options every module shares, checked before anything is sent: a ``timeout`` that is not
+    positive, a negative ``wait_timeout``, an id option given empty."""
+    problems = []
+    if params.get("timeout") is not None and params["timeout"] <= 0:
+        problems.append("timeout must be more than 0 seconds (got %s)." % params["timeout"])
+    if params.get("wait_timeout") is not None and params["wait_timeout"] < 0:
+        problems.append("wait_timeout must be 0 or more seconds (got %s)." % params["wait_timeout"])
+    for name in sorted(params):
+        if name.endswith("_id") and isinstance(params[name], str) and not params[name].strip():
+            problems.append("%s is empty: give the id, or leave the option out." % name)
+    return problems

@@ -13,6 +13,7 @@ __metaclass__ = type
 
 import contextlib
 import json
+import re
 
 from ._permissions import permission_hint
 
@@ -26,15 +27,66 @@ _INNER_CODE_KEYS = ("code", "errorcode", "error_code")
 _INNER_MESSAGE_KEYS = ("message", "error_description", "errormessage", "description")
 
 
+def secret_forms(secret):
+    """Every form in which ``secret`` can show up in a message: as it is and stripped, JSON-escaped (a Graph 400 echoing
+    the request body), ``repr``-escaped (a Python traceback of a header value) and URL-encoded (a query string).
+    Longest first, so that a longer form is replaced before a shorter one inside it. Secrets under 4 characters are
+    not redacted (they would blank out ordinary words)."""
+    import json as _json
+    from urllib.parse import quote, quote_plus
+
+    forms = set()
+    for value in (str(secret), str(secret).strip()):
+        if len(value) < 4:
+            continue
+        forms.update((value, _json.dumps(value)[1:-1], _json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
+                      quote(value, safe=""), quote_plus(value, safe="")))
+        try:
+            forms.add(repr(value.encode("utf-8"))[2:-1])
+        except UnicodeError:
+            pass
+    return sorted(forms, key=len, reverse=True)
+
+
 def redact(text, secrets):
-    """Replace every occurrence of each (non-empty) secret in ``text`` with ``********``."""
+    """Replace every occurrence of each secret (in every form of ``secret_forms``) in ``text`` with ``********``."""
     if text is None:
         return None
     text = str(text)
+    forms = set()
     for secret in secrets or ():
-        if secret and len(str(secret)) >= 4:
-            text = text.replace(str(secret), REDACTED)
+        if secret:
+            forms.update(secret_forms(secret))
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return text
+
+
+def redact_value(value, secrets):
+    """``redact`` applied to every string inside ``value`` (dicts, lists and tuples walked; keys too)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return dict((redact_value(key, secrets), redact_value(item, secrets)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [redact_value(item, secrets) for item in value]
+    return value
+
+
+CONTROL_CHARACTER_RE = re.compile("[\x00-\x1f\x7f]")
+
+
+def clean_secret(option, value):
+    """The secret option's value without surrounding whitespace (a vault value or a YAML ``|`` block ends with a
+    newline: the user meant the value without it). Raises ``ValueError`` naming the option, never the value, when a
+    control character is left inside it (no HTTP header and no token can carry one)."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    if CONTROL_CHARACTER_RE.search(value):
+        raise ValueError("%s holds a control character (a line break, tab or other non-printing character) inside its value, "
+                         "which no token or secret can contain: check how it is stored (the value is not shown)" % option)
+    return value
 
 
 def _ci_get(mapping, keys):
@@ -95,7 +147,13 @@ def unwrap_message(code, message):
     return code, message, outer_code
 
 
-class GraphError(Exception):
+class CollectionError(Exception):
+    """Base of every error that module_utils raise on purpose (``GraphError``, ``AuthError``, ``CloudflareError``, the
+    resources' own errors): ``_runner.ModuleRunner`` turns one into "Failed to <step>: ..."; any other exception is
+    reported as unexpected."""
+
+
+class GraphError(CollectionError):
     """A failed Microsoft Graph call (or a transport failure while making one).
 
     Attributes: ``status`` (HTTP status, None for connection errors), ``code`` (Graph ``error.code``,
@@ -190,7 +248,7 @@ class GraphError(Exception):
         return cls.from_body(item.get("status"), item.get("body"), headers=item.get("headers") or {}, method=method, url=url)
 
 
-class AuthError(Exception):
+class AuthError(CollectionError):
     """Getting a Microsoft Graph access token failed.
 
     ``message`` keeps the identity platform's text (``AADSTS...`` codes included); it never holds a

@@ -90,11 +90,14 @@ class GraphClient:
         self._host = urlparse(self.graph_endpoint).netloc.lower()
         self.request_count = 0
         self._token = None
+        self.tokens = []  # every access token this client sent (secrets the module runner redacts)
 
     def _get_token(self):
         provider = self.token_provider
         getter = getattr(provider, "get_token", None)
         self._token = getter() if getter is not None else provider()
+        if self._token not in self.tokens:
+            self.tokens.append(self._token)
         return self._token
 
     def _invalidate(self, token):
@@ -103,10 +106,12 @@ class GraphClient:
 
     def url(self, path, params=None):
         """Absolute URL for ``path`` (relative to ``base_url``, or an absolute URL on the Graph host)."""
-        if path.startswith("https://") or path.startswith("http://"):
-            if urlparse(path).netloc.lower() != self._host:
-                raise GraphError("Refusing to send the Graph token to %s (expected host %s)" % (urlparse(path).netloc, self._host),
-                                 code="ForeignHost", url=path)
+        if "://" in path.split("?", 1)[0]:
+            parts = urlparse(path)
+            if parts.scheme.lower() != "https" or parts.netloc.lower() != self._host:
+                # An @odata.nextLink (or any follow-up URL) gets the bearer token: only over https, only to Graph.
+                raise GraphError("Refusing to send the Graph token to %s://%s (only https://%s is trusted)"
+                                 % (parts.scheme, parts.netloc, self._host), code="ForeignHost", url="%s://%s" % (parts.scheme, parts.netloc))
             url = path
         else:
             url = "%s/%s" % (self.base_url, path.lstrip("/"))
@@ -133,6 +138,13 @@ class GraphClient:
                 retried_401 = True
                 response.close()
                 continue
+            if 300 <= response.status_code < 400:
+                # Never a success, and never followed: the request carried the bearer token.
+                response.close()
+                raise GraphError("Microsoft Graph answered HTTP %s, a redirect (not followed: the request carries the access "
+                                 "token). Check graph_endpoint and the proxy settings" % response.status_code,
+                                 status=response.status_code, code="UnexpectedRedirect", method=method,
+                                 url=url.split("?", 1)[0], request_id=response.headers.get("request-id"))
             if response.status_code >= 400:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 error = GraphError.from_response(response, retry_after=retry_after, secrets=[token])

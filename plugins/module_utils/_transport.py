@@ -40,11 +40,7 @@ import time
 
 from urllib.parse import unquote, urlencode, urlsplit
 
-from ._errors import GraphError
-
-# requests is only looked up here (importing it is what this transport avoids); msal needs it for token requests.
-HAS_REQUESTS = importlib.util.find_spec("requests") is not None
-REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else "No module named 'requests' (install it with: pip install requests)"
+from ._errors import CONTROL_CHARACTER_RE, GraphError
 
 USER_AGENT = "entrascim.cloudflare (Ansible collection)"
 IDEMPOTENT_METHODS = frozenset(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"])
@@ -363,6 +359,12 @@ class Transport:
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         headers = dict(headers or {})
+        for name, value in headers.items():
+            if value is not None and CONTROL_CHARACTER_RE.search(str(value)):
+                # http.client would raise ValueError quoting the whole value (a bearer token) in its message.
+                raise GraphError("The %s header of the request holds a control character (a line break or other "
+                                 "non-printing character) and cannot be sent; the value is not shown" % name,
+                                 code="InvalidHeaderValue", method=method, url=url)
         if json is not None:
             data = _json.dumps(json).encode("utf-8")
             if not any(key.lower() == "content-type" for key in headers):
@@ -405,6 +407,18 @@ class Transport:
         return response
 
 
+class RedirectRefused(OSError):
+    """A credential-carrying request was answered with a redirect, which is never followed."""
+
+    def __init__(self, url, status, location):
+        target = urlsplit(location or "")
+        self.where = "%s://%s" % (target.scheme, target.netloc) if target.netloc else "another path"
+        super(RedirectRefused, self).__init__(
+            "%s answered HTTP %s, a redirect to %s: not followed, as it would send the credential there. Check "
+            "authority_host, cloud and the proxy settings" % (urlsplit(url).netloc or url, status, self.where))
+        self.status = status
+
+
 def make_tls_session(forced_verify=None, default_timeout=None):
     """A ``requests.Session`` whose TLS setting beats the CA-bundle environment variables (for msal).
 
@@ -437,7 +451,14 @@ def make_tls_session(forced_verify=None, default_timeout=None):
         def request(self, method, url, *args, **kwargs):
             if kwargs.get("timeout") is None and self.default_timeout is not None:
                 kwargs["timeout"] = self.default_timeout
-            return super(TLSSession, self).request(method, url, *args, **kwargs)
+            # Every request of this session carries a credential (a client secret or assertion, a managed identity
+            # header): never follow a redirect, which would send it to wherever the Location header points.
+            kwargs["allow_redirects"] = False
+            response = super(TLSSession, self).request(method, url, *args, **kwargs)
+            if 300 <= response.status_code < 400:
+                response.close()
+                raise RedirectRefused(url, response.status_code, response.headers.get("Location"))
+            return response
 
     return TLSSession()
 
@@ -448,6 +469,8 @@ def describe_request_exception(exc, url, timeout):
     ``exc`` is an ``OSError``/``http.client`` error of this transport, or a requests exception raised inside msal.
     """
     host = urlsplit(url).netloc if url else "the server"
+    if isinstance(exc, RedirectRefused):
+        return "Redirect", str(exc)
     if _is_tls_error(exc):
         return "TLSError", (
             "TLS verification failed for %s: %s. Set ca_path to the CA bundle that signed the server "

@@ -267,45 +267,58 @@ warnings:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._cloudflare import (
     CloudflareScimClient, ScimCheck, cloudflare_argument_spec, valid_account_id)
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._transport import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._runner import ModuleRunner
+
+
+def input_problems(params):
+    """What is wrong with the options, found before the token is sent anywhere."""
+    problems = []
+    if not valid_account_id(params["account_id"]):
+        problems.append("account_id must be the 32 hexadecimal characters of a Cloudflare account ID, got %r." % params["account_id"])
+    if params["wait_timeout"] < 0 or params["timeout"] <= 0:
+        problems.append("wait_timeout must be 0 or more and timeout more than 0 seconds.")
+    if not params["api_endpoint"].lower().startswith("https://"):
+        problems.append("api_endpoint must be an https:// URL (the SCIM token would travel in clear), got %r." % params["api_endpoint"])
+    if not params["scim_token"]:
+        problems.append("scim_token is empty.")
+    return problems
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=cloudflare_argument_spec(
-            account_id=dict(type="str", required=True),
-            scim_token=dict(type="str", required=True, no_log=True),
-            expect_users=dict(type="list", elements="str", default=[]),
-            expect_groups=dict(type="list", elements="str", default=[]),
-            wait_timeout=dict(type="int", default=0),
-            fail_on_missing=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
+    argument_spec = cloudflare_argument_spec(
+        account_id=dict(type="str", required=True),
+        scim_token=dict(type="str", required=True, no_log=True),
+        expect_users=dict(type="list", elements="str", default=[]),
+        expect_groups=dict(type="list", elements="str", default=[]),
+        wait_timeout=dict(type="int", default=0),
+        fail_on_missing=dict(type="bool", default=True),
     )
-    if not HAS_REQUESTS:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    runner = ModuleRunner(module, argument_spec)
     params = module.params
-    if not valid_account_id(params["account_id"]):
-        module.fail_json(msg="account_id must be the 32 hexadecimal characters of a Cloudflare account ID, got %r" % params["account_id"])
-    if params["wait_timeout"] < 0 or params["timeout"] <= 0:
-        module.fail_json(msg="wait_timeout must be 0 or more and timeout more than 0 seconds")
-    if not params["api_endpoint"].lower().startswith(("https://", "http://")):
-        module.fail_json(msg="api_endpoint must be an https:// URL, got %r" % params["api_endpoint"])
-    if params["api_endpoint"].lower().startswith("http://"):
-        module.warn("api_endpoint uses http://: the SCIM token is sent unencrypted. Use https:// outside of tests.")
-    client = CloudflareScimClient(params["account_id"], params["scim_token"], api_endpoint=params["api_endpoint"],
-                                  validate_certs=params["validate_certs"], ca_path=params["ca_path"], timeout=params["timeout"])
-    result, failure, warnings = ScimCheck(client, expect_users=params["expect_users"], expect_groups=params["expect_groups"],
-                                          wait_timeout=params["wait_timeout"], fail_on_missing=params["fail_on_missing"]).run()
-    for warning in warnings:
-        module.warn(warning)
-    if failure:
-        module.fail_json(msg=failure, **result)
-    module.exit_json(**result)
+    problems = input_problems(params)
+    if problems:
+        module.fail_json(msg=" ".join(problems))
+    if not params["validate_certs"]:
+        runner.warn("validate_certs is false: the TLS certificate of the Cloudflare API is not checked, so anyone on the "
+                    "network path can read the SCIM token. Use ca_path for a private CA instead.")
+
+    def check():
+        client = CloudflareScimClient(params["account_id"], params["scim_token"], api_endpoint=params["api_endpoint"],
+                                      validate_certs=params["validate_certs"], ca_path=params["ca_path"], timeout=params["timeout"])
+        result, failure, warnings = ScimCheck(client, expect_users=params["expect_users"], expect_groups=params["expect_groups"],
+                                              wait_timeout=params["wait_timeout"], fail_on_missing=params["fail_on_missing"]).run()
+        for warning in warnings:
+            runner.warn(warning)
+        if failure:
+            module.fail_json(msg=failure, **result)
+        return result
+
+    runner.run(check, step="check the Cloudflare SCIM endpoint")
 
 
 if __name__ == "__main__":

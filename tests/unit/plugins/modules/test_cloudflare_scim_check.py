@@ -9,6 +9,7 @@ __metaclass__ = type
 import ast
 import json
 import os
+import ssl
 import threading
 
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ TOKEN = "cf-module-test-token-9Kq2Lm4Np6Rs8Tu0Vw"
 class Scim(object):
     """A minimal Cloudflare SCIM endpoint: one account, one token, fixed users and groups."""
 
-    def __init__(self, users, groups):
+    def __init__(self, users, groups, pki):
         self.users = [{"id": "u%d" % i, "userName": name} for i, name in enumerate(users)]
         self.groups = [{"id": "g%d" % i, "displayName": name} for i, name in enumerate(groups)]
         self.requests = []
@@ -44,12 +45,16 @@ class Scim(object):
                 scim.answer(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki.server_cert_path, pki.server_key_path)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.ca_path = pki.ca_path
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
     def endpoint(self):
-        return "http://127.0.0.1:%d/client/v4" % self.httpd.server_address[1]
+        return "https://127.0.0.1:%d/client/v4" % self.httpd.server_address[1]
 
     def close(self):
         self.httpd.shutdown()
@@ -76,8 +81,8 @@ class Scim(object):
 
 
 @pytest.fixture
-def scim():
-    server = Scim(["alice@example.com"], ["Engineers", "CF-%s - Administrator" % ACCOUNT])
+def scim(pki):
+    server = Scim(["alice@example.com"], ["Engineers", "CF-%s - Administrator" % ACCOUNT], pki)
     yield server
     server.close()
 
@@ -99,7 +104,7 @@ def run_module(args, capsys):
 
 
 def test_reports_counts_deprecated_groups_and_warnings(scim, capsys):
-    result, out = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint,
+    result, out = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint, "ca_path": scim.ca_path,
                               "expect_users": ["alice@example.com"], "expect_groups": ["Engineers"]}, capsys)
     assert not result.get("failed"), result
     assert result["changed"] is False
@@ -110,12 +115,12 @@ def test_reports_counts_deprecated_groups_and_warnings(scim, capsys):
     assert result["service_provider_config"]["patch_supported"] is True
     assert result["scim_base_url"] == "%s/accounts/%s/scim/v2" % (scim.endpoint, ACCOUNT)
     warnings = " ".join(warning_texts(result))
-    assert "http://" in warnings and "2025-06-02" in warnings
+    assert "2025-06-02" in warnings
     assert TOKEN not in out
 
 
 def test_missing_objects_fail_with_the_report(scim, capsys):
-    result, out = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint,
+    result, out = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint, "ca_path": scim.ca_path,
                               "expect_users": ["bob@example.com"]}, capsys)
     assert result["failed"] is True
     assert "users bob@example.com" in result["msg"]
@@ -124,7 +129,7 @@ def test_missing_objects_fail_with_the_report(scim, capsys):
 
 
 def test_fail_on_missing_false_only_reports(scim, capsys):
-    result, dummy = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint,
+    result, dummy = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint, "ca_path": scim.ca_path,
                                 "expect_groups": ["Finance"], "fail_on_missing": False}, capsys)
     assert not result.get("failed")
     assert result["missing_groups"] == ["Finance"]
@@ -132,7 +137,7 @@ def test_fail_on_missing_false_only_reports(scim, capsys):
 
 def test_rejected_token_fails_with_token_valid_false_and_no_token(scim, capsys):
     wrong = "cf-another-token-that-is-not-valid-1234"
-    result, out = run_module({"account_id": ACCOUNT, "scim_token": wrong, "api_endpoint": scim.endpoint}, capsys)
+    result, out = run_module({"account_id": ACCOUNT, "scim_token": wrong, "api_endpoint": scim.endpoint, "ca_path": scim.ca_path}, capsys)
     assert result["failed"] is True
     assert result["token_valid"] is False and result["reachable"] is True
     assert "the SCIM token was rejected (HTTP 401)" in result["msg"]
@@ -140,7 +145,7 @@ def test_rejected_token_fails_with_token_valid_false_and_no_token(scim, capsys):
 
 
 def test_check_mode_reads_the_same(scim, capsys):
-    result, dummy = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint,
+    result, dummy = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": scim.endpoint, "ca_path": scim.ca_path,
                                 "_ansible_check_mode": True}, capsys)
     assert result["changed"] is False and result["token_valid"] is True
     assert any(path.endswith("/Users") for path in scim.requests)
@@ -148,7 +153,7 @@ def test_check_mode_reads_the_same(scim, capsys):
 
 @pytest.mark.parametrize("account_id", ["023e105f4ecef8ad9ca31a8372d0c35", "not-an-account-id-at-all-00000000", ACCOUNT + "00"])
 def test_invalid_account_id_fails_before_any_request(account_id, scim, capsys):
-    result, dummy = run_module({"account_id": account_id, "scim_token": TOKEN, "api_endpoint": scim.endpoint}, capsys)
+    result, dummy = run_module({"account_id": account_id, "scim_token": TOKEN, "api_endpoint": scim.endpoint, "ca_path": scim.ca_path}, capsys)
     assert result["failed"] is True
     assert "32 hexadecimal characters" in result["msg"]
     assert scim.requests == []
@@ -196,3 +201,30 @@ def test_module_file_is_small():
     code = source[source.index('"""\n\nfrom ansible') + 4:]
     assert len([line for line in code.splitlines() if line.strip()]) <= 80
     assert os.path.basename(module.__file__) == "cloudflare_scim_check.py"
+
+
+def test_http_endpoint_is_refused_before_the_token_is_sent(scim, capsys):
+    plain = scim.endpoint.replace("https://", "http://")
+    result, out = run_module({"account_id": ACCOUNT, "scim_token": TOKEN, "api_endpoint": plain}, capsys)
+    assert result["failed"] is True
+    assert "api_endpoint must be an https:// URL" in result["msg"]
+    assert scim.requests == [] and TOKEN not in out
+
+
+def test_token_with_a_trailing_newline_is_stripped_and_never_printed(scim, capsys):
+    result, out = run_module({"account_id": ACCOUNT, "scim_token": TOKEN + "\n", "api_endpoint": scim.endpoint,
+                              "ca_path": scim.ca_path}, capsys)
+    assert not result.get("failed"), result
+    assert result["token_valid"] is True
+    assert TOKEN not in out
+
+
+@pytest.mark.parametrize("bad", [TOKEN[:10] + "\n" + TOKEN[10:], TOKEN + "\x00x", "\t" + TOKEN + "\r" + "z"])
+def test_token_with_a_control_character_inside_is_refused_without_showing_it(bad, scim, capsys):
+    result, out = run_module({"account_id": ACCOUNT, "scim_token": bad, "api_endpoint": scim.endpoint,
+                              "ca_path": scim.ca_path}, capsys)
+    assert result["failed"] is True
+    assert "scim_token holds a control character" in result["msg"]
+    assert scim.requests == []
+    for fragment in (TOKEN[:10], TOKEN[10:], TOKEN):
+        assert fragment not in out
