@@ -160,6 +160,7 @@ class FakeMicrosoft:
         self.msi_requests = 0
         self.require_auth = True
         self.last_assertion_header = None
+        self.token_reply = None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(pki.server_cert_path, pki.server_key_path)
         self._httpd = _TLSServer(("127.0.0.1", 0), _Handler)
@@ -232,6 +233,8 @@ class FakeMicrosoft:
         if request.path == "/%s/oauth2/v2.0/token" % self.tenant and request.method == "POST":
             with self.lock:
                 self.token_requests += 1
+            if self.token_reply is not None:  # a hostile or broken token endpoint
+                return self.token_reply(request) if callable(self.token_reply) else self.token_reply
             if self.token_delay:
                 time.sleep(self.token_delay)
             return self._token(request)
@@ -378,3 +381,44 @@ class ConnectProxy:
     def __exit__(self, *exc):
         self._server.shutdown()
         self._server.server_close()
+
+
+class PlainSink:
+    """A plain-HTTP server on 127.0.0.1 that answers 200 ``{}`` to everything and records what it received (method,
+    path, headers, body): where a hostile redirect or link would send a credential. Use as a context manager."""
+
+    def __init__(self):
+        self.received = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # pylint: disable=arguments-differ
+                return
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                sink.received.append((self.command, self.path, dict(self.headers.items()),
+                                      self.rfile.read(length) if length else b""))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def everything(self):
+        """All received bytes as text (to search for a secret)."""
+        return "\n".join("%s %s %r %s" % (m, p, h, b.decode("utf-8", "replace")) for m, p, h, b in self.received)
