@@ -207,6 +207,15 @@ def _request_exception_error(exc, url, transport, what, secrets):
     return AuthError("%s: %s" % (what, message), code=code, secrets=secrets)
 
 
+def well_formed_cache(document):
+    """True when ``document`` has the shape of msal's serialized cache: a dict whose sections (``AccessToken``,
+    ``RefreshToken``, ``Account``...) are dicts of dicts."""
+    if not isinstance(document, dict):
+        return False
+    return all(isinstance(section, dict) and all(isinstance(entry, dict) for entry in section.values())
+               for section in document.values())
+
+
 class TokenCacheFile:
     """One credential's msal token cache on disk: a 0600 JSON file in a 0700 directory.
 
@@ -290,7 +299,8 @@ class TokenCacheFile:
                 os.close(fd)
 
     def state(self):
-        """The parsed cache document (dict) or None."""
+        """The parsed cache document (dict) or None: a file that is not JSON, or not msal's shape (each section a dict
+        of dicts), counts as no cache (it is replaced at the next token request) rather than crashing every run."""
         text = self.read()
         if not text:
             return None
@@ -298,7 +308,11 @@ class TokenCacheFile:
             document = json.loads(text)
         except ValueError:
             return None
-        return document if isinstance(document, dict) else None
+        return document if well_formed_cache(document) else None
+
+    def text(self):
+        """The cache text for msal, or None when it is missing or not well formed (see ``state``)."""
+        return self.read() if self.state() is not None else None
 
     def write(self, text):
         """Replace the cache file atomically with ``text`` (a 0600 file). Returns True on success."""
@@ -461,11 +475,11 @@ class _MsalAuth(_BaseAuth):
         msal = _import_msal()
         token_cache = msal.SerializableTokenCache()
         if cache_file is not None:
-            text = cache_file.read()
+            text = cache_file.text()
             if text:
                 try:
                     token_cache.deserialize(text)
-                except ValueError:
+                except (ValueError, TypeError, AttributeError):
                     token_cache = msal.SerializableTokenCache()
         self.token_requests += 1
         result = self._acquire(msal, token_cache)
@@ -717,6 +731,22 @@ class AccessTokenAuth(_BaseAuth):
         return self._token
 
 
+class CommandTimeout(Exception):
+    """The command runner stopped a command that ran past its deadline."""
+
+
+def run_with_deadline(args, timeout):
+    """Run ``args`` (no shell) and return ``(rc, stdout, stderr)``; kill it and raise ``CommandTimeout`` after ``timeout``
+    seconds. (``AnsibleModule.run_command`` has no deadline: a hung ``az`` would hang the task forever.)"""
+    import subprocess
+
+    try:
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise CommandTimeout(args[0])
+    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+
+
 class AzureCliAuth(_BaseAuth):
     """Token from ``az account get-access-token --resource <graph_endpoint> [--tenant T] --output json``.
 
@@ -725,8 +755,9 @@ class AzureCliAuth(_BaseAuth):
 
     method = "azure_cli"
 
-    def __init__(self, graph_endpoint, run_command, tenant_id=None, az_path="az"):
+    def __init__(self, graph_endpoint, run_command, tenant_id=None, az_path="az", timeout=30):
         super(AzureCliAuth, self).__init__()
+        self.timeout = timeout
         self.resource = graph_endpoint.rstrip("/")
         self.run_command = run_command
         self.tenant_id = tenant_id
@@ -745,9 +776,13 @@ class AzureCliAuth(_BaseAuth):
             return self._token
         self.token_requests += 1
         try:
-            rc, out, err = self.run_command(self.command())
+            rc, out, err = self.run_command(self.command(), self.timeout)
         except OSError as exc:
             raise AuthError("Could not run the Azure CLI (%s): %s" % (self.az_path, exc.strerror or exc))
+        except CommandTimeout:
+            raise AuthError("The Azure CLI ('%s account get-access-token') gave no token within timeout=%s seconds and was "
+                            "stopped. Check that 'az' runs non-interactively as this user (az login done, no prompt), or "
+                            "raise timeout." % (self.az_path, self.timeout), code="Timeout")
         if rc != 0:
             detail = " ".join(str(err or "").split())[-600:] or "no error output"
             message = "The Azure CLI failed (rc=%s): %s" % (rc, detail)
@@ -849,4 +884,4 @@ def select_auth(params, transport, run_command=None, which=None, environ=None):
         raise AuthError("auth_method azure_cli needs the Azure CLI ('az') on PATH", code="invalid_configuration")
     if run_command is None:
         raise AuthError("auth_method azure_cli needs a command runner (AnsibleModule.run_command)", code="invalid_configuration")
-    return AzureCliAuth(graph, run_command, tenant_id=params.get("tenant_id"), az_path=az_path)
+    return AzureCliAuth(graph, run_command, tenant_id=params.get("tenant_id"), az_path=az_path, timeout=params.get("timeout") or 30)

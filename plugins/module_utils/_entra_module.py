@@ -25,7 +25,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ._auth import AUTH_METHODS, HAS_MSAL, MSAL_IMPORT_ERROR, resolve_cloud, select_auth
+from ._auth import AUTH_METHODS, HAS_MSAL, MSAL_IMPORT_ERROR, resolve_cloud, run_with_deadline, select_auth
 from ._graph import GraphClient
 from ._runner import ModuleRunner
 from ._transport import RetryPolicy, Transport
@@ -125,8 +125,9 @@ class EntraModule:
         self._auth = auth
         self._client = GraphClient(transport, auth, self.cloud["graph_endpoint"])
 
-    def _run_command(self, args):
-        return self.module.run_command(args)
+    @staticmethod
+    def _run_command(args, timeout):
+        return run_with_deadline(args, timeout)
 
     def _which(self, name):
         return self.module.get_bin_path(name)

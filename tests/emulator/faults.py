@@ -9,6 +9,16 @@ request sequence injects the same faults. Sources of the behaviours:
   graph_api.md §2 "Readiness", §4c, §9.
 * ``instantiate`` answering 404 although it created the objects: reference/peers.md §8 item 2
   (terraform-provider-azuread PR #1406, hamilton #283).
+* ``instantiate`` answering 503 although it created the objects (``instantiate_503_after_create``): a 503 says the
+  service is "temporarily unavailable [...] You may repeat the request after a delay" and a 504 from a proxy that got
+  no timely answer from upstream "May occur together with 503" (microsoft-graph-docs-contrib concepts/errors.md, HTTP
+  status codes table); concepts/best-practices-concept.md ("Handling expected errors") only says a 503 "is likely
+  because the services is busy". Neither page promises that the request was *not* processed: the answer can come from
+  the gateway in front of a backend that did create the app (or went on creating it after the gateway gave up). And
+  clients retry a POST answered 503 (our transport; the Graph SDKs' retry handler, microsoftgraph/msgraph-sdk-design
+  middleware/RetryHandler.md), so a retried ``instantiate`` can create a second app. A count, not a rate, so that a
+  test knows which call acts and then fails: a rate of 1 would make every retry act and fail too, and any other rate
+  would depend on the seeded sequence of all the other rolls.
 """
 
 import copy
@@ -25,6 +35,8 @@ PROFILES = {
         "rate_503": 0.0,
         "replication_lag_s": 0.0,
         "instantiate_404_rate": 0.0,
+        "instantiate_503_after_create": 0,
+        "instantiate_503_retry_after": None,
         "time_scale": 1.0,
     },
     # What a real tenant feels like, compressed so a test still finishes in seconds.
@@ -35,6 +47,8 @@ PROFILES = {
         "rate_503": 0.015,
         "replication_lag_s": 2.0,
         "instantiate_404_rate": 0.2,
+        "instantiate_503_after_create": 0,
+        "instantiate_503_retry_after": None,
         "time_scale": 1.0,
     },
     # More of everything, still bounded so suites stay fast.
@@ -45,6 +59,8 @@ PROFILES = {
         "rate_503": 0.06,
         "replication_lag_s": 4.0,
         "instantiate_404_rate": 0.5,
+        "instantiate_503_after_create": 0,
+        "instantiate_503_retry_after": None,
         "time_scale": 1.0,
     },
 }
@@ -119,6 +135,14 @@ def resolve(spec):
             _check_per_operation(key, value, _check_rate)
         elif key == "instantiate_404_rate":
             _check_rate(key, value)
+        elif key == "instantiate_503_after_create":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise FaultConfigError("instantiate_503_after_create must be a non-negative integer (how many of the next "
+                                       "instantiate calls create the objects and answer 503)")
+        elif key == "instantiate_503_retry_after":
+            if value is not None:
+                _check_non_negative(key, value)
+                value = int(round(value))
         elif key in ("retry_after", "replication_lag_s", "time_scale"):
             _check_non_negative(key, value)
         elif key == "seed":
@@ -201,6 +225,18 @@ class Faults:
 
     def instantiate_lies(self):
         return self._roll(float(self.config["instantiate_404_rate"]))
+
+    def instantiate_503_after_create(self):
+        """Use up one of the next ``instantiate_503_after_create`` instantiate calls: ``(503, retry_after or None)`` when
+        this call, which has created its objects, must answer 503; ``None`` otherwise. The count left shows in
+        ``snapshot()`` (``GET /_admin/faults``); setting a fault config again starts it over."""
+        with self._lock:
+            left = self.config["instantiate_503_after_create"]
+            if not left:
+                return None
+            self.config["instantiate_503_after_create"] = left - 1
+            retry_after = self.config["instantiate_503_retry_after"]
+            return 503, None if retry_after is None else int(retry_after)
 
     def reports_throttle(self):
         config = self.config["reports_throttle"]

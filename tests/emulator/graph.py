@@ -12,7 +12,7 @@ import re
 import time
 
 from . import permissions as perms
-from .errors import GraphError, bad_request, iso, new_id, not_found, throttled
+from .errors import GraphError, bad_request, iso, new_id, not_found, throttled, unavailable
 from .odata import Collection, list_response
 from .state import GUID_RE, Meta
 
@@ -304,8 +304,10 @@ def delete_service_principal(ctx, match):
 def instantiate(ctx, match):
     """graph_api.md §2: POST /applicationTemplates/{id}/instantiate -> 201 with application + servicePrincipal.
 
-    Not idempotent: every call creates a new pair. Faults: replication lag (new objects answer 404 for a while) and
-    ``instantiate_404_rate`` (objects created, answer 404; reference/peers.md §8 item 2)."""
+    Not idempotent: every call creates a new pair. Faults: replication lag (new objects answer 404 for a while),
+    ``instantiate_404_rate`` (objects created, answer 404; reference/peers.md §8 item 2) and
+    ``instantiate_503_after_create`` (objects created, answer 503 ``serviceNotAvailable``: a 503 is the gateway's
+    answer and says nothing about whether the backend acted; faults.py names the sources)."""
     template_id = match["template"].lower()
     if template_id not in NON_GALLERY_TEMPLATES:
         raise not_found(match["template"])
@@ -327,6 +329,10 @@ def instantiate(ctx, match):
     state.sp_application[sp["id"]] = app["id"]
     # The provisioning service learns about the SP a little after the directory does (graph_api.md §4c, §9).
     state.sync_visible_at[sp["id"]] = time.monotonic() + lag * 1.5
+    outage = ctx.faults.instantiate_503_after_create()
+    if outage is not None:
+        # The objects exist (and replicate like any others); only the answer is lost.
+        raise unavailable(outage[1])
     if ctx.faults.instantiate_lies():
         raise not_found(app["id"])
     return 201, {"@odata.context": _context(ctx, "microsoft.graph.applicationServicePrincipal"), "application": app, "servicePrincipal": sp}

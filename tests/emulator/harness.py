@@ -188,6 +188,10 @@ class Emulator:
     def set_faults(self, profile_or_dict):
         return self._admin("POST", "/faults", profile_or_dict)
 
+    def faults(self):
+        """The active fault config (counts such as ``instantiate_503_after_create`` show what is left)."""
+        return self._admin("GET", "/faults")
+
     def mutate(self, op, **kwargs):
         return self._admin("POST", "/mutate", dict(kwargs, op=op))
 

@@ -9,12 +9,18 @@ End states are checked in the emulator's state dump and request log, not only in
 
 from __future__ import absolute_import, division, print_function
 
+import json
+import os
+
+import pytest
+
 from tests.emulator import harness
 
 ADMINS = "b1c2d3e4-0001-4000-8000-000000000001"  # "Cloudflare Admins" in the default seed
 ENGINEERS = "b1c2d3e4-0002-4000-8000-000000000002"  # "Cloudflare Engineers"
 ALICE = "a1b2c3d4-0001-4000-8000-000000000001"  # alice@contoso.onmicrosoft.com
 USER_ROLE = harness.USER_ROLE_ID
+CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback_plugins")
 PRINCIPALS = [
     {"type": "group", "display_name": "Cloudflare Admins"},
     {"type": "user", "user_principal_name": "alice@contoso.onmicrosoft.com"},
@@ -147,3 +153,51 @@ def test_realistic_faults_converge_without_duplicates(emulator, playbook):
         playbook("apps_absent.yml", hosts=hosts, extra_vars={"app_prefix": prefix}, expect_rc=None)
     state = emulator.state()
     assert not [app for app in state["applications"] if app["displayName"].startswith(prefix)]
+
+
+def _describe(apps, returned_id):
+    return "; ".join("%s (created %s%s)" % (app["id"], app["createdDateTime"], ", returned by entra_app" if app["id"] == returned_id
+                                           else "") for app in sorted(apps, key=lambda app: (app["createdDateTime"], app["id"])))
+
+
+@pytest.mark.parametrize("retry_after", [1, None], ids=["retry-after", "no-retry-after"])
+@pytest.mark.parametrize("wait", [True, False], ids=["wait", "no-wait"])
+def test_instantiate_that_acts_then_answers_503_is_settled_in_the_same_run(emulator, playbook, tmp_path, wait, retry_after):
+    """The first instantiate creates the app and then answers 503; the transport retries the POST, which creates a
+    second app. By the end of that same run exactly one app of the name is left, it is the one entra_app returned
+    (and the assignments went to), and a second run changes nothing."""
+    prefix = "Cloudflare SCIM 503 %s %s" % ("wait" if wait else "no-wait", "retry-after" if retry_after else "no-retry-after")
+    name = prefix + " localhost"
+    extra = {"app_prefix": prefix, "app_principals": PRINCIPALS, "app_wait": wait}
+    dump = tmp_path / "results.jsonl"
+    env = {"ANSIBLE_CALLBACK_PLUGINS": CALLBACKS, "ANSIBLE_CALLBACKS_ENABLED": "result_dump", "RESULT_DUMP_FILE": str(dump)}
+    emulator.set_faults({"instantiate_503_after_create": 1, "instantiate_503_retry_after": retry_after})
+    emulator.reset_log()
+    try:
+        first = playbook("apps_present.yml", extra_vars=extra, env=env)
+        assert first.changed == 2
+        statuses = [entry["status"] for entry in operations(emulator, "instantiate")]
+        assert statuses == [503, 201], "the first instantiate acted and answered 503, the transport's retry created again"
+        records = [json.loads(line) for line in dump.read_text().splitlines()]
+        results = [r["result"] for r in records if r["task"] == "Ensure the enterprise app exists" and r["outcome"] == "ok"]
+        assert len(results) == 1
+        returned = results[0]
+        state = emulator.state()
+        apps = apps_named(state, name)
+        assert len(apps) == 1, "%d applications named '%s' at the end of the run that created them: %s" % (
+            len(apps), name, _describe(apps, returned["application"]["id"]))
+        survivor = apps[0]
+        assert returned["application"]["id"] == survivor["id"], "entra_app returned the app that is left"
+        sp = sp_of(state, survivor)
+        assert returned["service_principal"]["id"] == sp["id"]
+        assert assigned(state, sp) == {(ADMINS, USER_ROLE), (ALICE, USER_ROLE), (ENGINEERS, USER_ROLE)}
+
+        emulator.reset_log()
+        second = playbook("apps_present.yml", extra_vars=extra, expect_rc=None)
+        assert second.rc == 0 and second.changed == 0, "second run: rc %d, changed %d\n%s" % (
+            second.rc, second.changed, second.output[-3000:])
+        assert writes(emulator) == []
+    finally:
+        emulator.set_faults("none")
+        if apps_named(emulator.state(), name):
+            emulator.mutate("delete_app", display_name=name)

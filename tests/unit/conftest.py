@@ -100,6 +100,8 @@ def fake_az(tmp_path, monkeypatch):
         "import json, os, sys, time\n"
         "with open(%r, 'a') as handle:\n"
         "    handle.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "if os.environ.get('FAKE_AZ_HANG'):\n"
+        "    time.sleep(int(os.environ['FAKE_AZ_HANG']))\n"
         "if os.environ.get('FAKE_AZ_FAIL'):\n"
         "    sys.stderr.write(\"ERROR: Please run 'az login' to setup account.\\n\")\n"
         "    sys.exit(1)\n"

@@ -4,6 +4,7 @@ import concurrent.futures
 import json
 import math
 import time
+import uuid
 
 import pytest
 
@@ -117,3 +118,48 @@ def test_token_endpoint_and_admin_api_are_not_throttled(emulator, faults):
     faults({"rate_429": 1.0, "rate_503": 1.0})
     assert emulator.token()
     assert emulator.state()["tenant_id"] == emulator.tenant_id
+
+
+def test_instantiate_503_after_create_acts_then_answers_503(emulator, graph, faults):
+    """The next N instantiate calls create the app and its service principal, then answer 503 (with or without
+    Retry-After); later calls, other operations and refused instantiates are untouched and do not use the count up."""
+    template = "/applicationTemplates/8adf8e6e-67b2-4cf2-a259-e3dc5476c621/instantiate"
+
+    def named(name):
+        return graph.all(graph.filter_path("applications", "displayName eq '%s'" % name))
+
+    config = faults({"instantiate_503_after_create": 2, "instantiate_503_retry_after": 3})
+    assert config["instantiate_503_after_create"] == 2 and config["instantiate_503_retry_after"] == 3
+    name = "acts then 503 %s" % uuid.uuid4().hex[:6]
+    assert graph.post(template, {}).status_code == 400, "a refused call creates nothing and uses no count"
+    assert graph.get("/users/" + ALICE).status_code == 200
+    assert emulator.faults()["instantiate_503_after_create"] == 2
+    response = graph.post(template, {"displayName": name})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "3"
+    error = response.json()["error"]
+    assert error["code"] == "serviceNotAvailable" and error["innerError"]["request-id"] == response.headers["request-id"]
+    created = named(name)
+    assert len(created) == 1, "the call that answered 503 created the application"
+    sps = graph.all(graph.filter_path("servicePrincipals", "appId eq '%s'" % created[0]["appId"]))
+    assert len(sps) == 1, "and its service principal"
+    assert emulator.faults()["instantiate_503_after_create"] == 1
+    assert graph.post(template, {"displayName": name}).status_code == 503
+    response = graph.post(template, {"displayName": name})
+    assert response.status_code == 201, "the count is used up"
+    assert len(named(name)) == 3, "each of the three calls created an app: a client that retries a 503 makes duplicates"
+    assert emulator.faults()["instantiate_503_after_create"] == 0
+
+    faults({"instantiate_503_after_create": 1, "instantiate_404_rate": 1.0})
+    other = "acts then 503 %s" % uuid.uuid4().hex[:6]
+    response = graph.post(template, {"displayName": other})
+    assert response.status_code == 503 and "Retry-After" not in response.headers, "no Retry-After unless configured"
+    assert graph.post(template, {"displayName": other}).status_code == 404, "then instantiate_404_rate applies again"
+    assert len(named(other)) == 2
+    assert emulator.set_faults("none")["instantiate_503_after_create"] == 0
+
+    for bad in ({"instantiate_503_after_create": -1}, {"instantiate_503_after_create": 1.5},
+                {"instantiate_503_after_create": True}, {"instantiate_503_retry_after": -1},
+                {"instantiate_503_retry_after": "soon"}):
+        with pytest.raises(Exception) as failure:
+            emulator.set_faults(bad)
+        assert "400" in str(failure.value) and "instantiate_503" in str(failure.value)

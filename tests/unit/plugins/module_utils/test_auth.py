@@ -20,7 +20,7 @@ import pytest
 from ansible_collections.entrascim.cloudflare.plugins.module_utils import _auth
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._auth import (
     AccessTokenAuth, AzureCliAuth, ClientCertificateAuth, ClientSecretAuth, ManagedIdentityAuth, TokenCacheFile,
-    default_cache_dir, resolve_cloud, select_auth,
+    default_cache_dir, resolve_cloud, run_with_deadline, select_auth,
 )
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import AuthError
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._transport import Transport
@@ -37,9 +37,9 @@ def secret_auth(server, pki, cache_dir=None, secret=CLIENT_SECRET, client_id=CLI
     return ClientSecretAuth(TENANT_ID, client_id, secret, server.base_url, server.graph_endpoint, transport_for(pki), cache_dir=cache_dir)
 
 
-def run_command(args):
-    """What AnsibleModule.run_command does, for tests outside a module."""
-    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+def run_command(args, timeout=None):
+    """What EntraModule's command runner does, for tests outside a module."""
+    proc = subprocess.run(args, capture_output=True, text=True, check=False, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -263,7 +263,7 @@ def test_azure_cli_garbage_output_is_not_echoed():
     leaked = "looks-like-a-token-" + "z" * 24
     SECRET_VALUES.add(leaked)
     with pytest.raises(AuthError) as info:
-        AzureCliAuth("https://graph.microsoft.com", lambda args: (0, "WARNING " + leaked, ""), az_path="az").get_token()
+        AzureCliAuth("https://graph.microsoft.com", lambda args, timeout: (0, "WARNING " + leaked, ""), az_path="az").get_token()
     assert leaked not in str(info.value)
     assert "did not print a token document" in str(info.value)
 
@@ -516,6 +516,33 @@ def test_invalidate_drops_the_rejected_token_from_the_cache(fake_ms, pki, tmp_pa
     fresh = auth.get_token()
     assert fresh != token
     assert fake_ms.token_requests == 2
+
+
+@pytest.mark.parametrize("content", [b'{"AccessToken": ["a", "b"]}', b'{"AccessToken": {"k": "not a dict"}}', b'["a"]',
+                                     b'{"Account": 5, "AccessToken": {}}'])
+def test_a_cache_file_of_the_wrong_shape_is_treated_as_corrupt(fake_ms, pki, tmp_path, content):
+    cache_dir = str(tmp_path / "cache")
+    auth = secret_auth(fake_ms, pki, cache_dir=cache_dir)
+    auth.cache.prepare()
+    fd = os.open(auth.cache.path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, content)
+    os.close(fd)
+    assert auth.get_token() in fake_ms.issued
+    with open(auth.cache.path) as handle:
+        assert isinstance(json.load(handle)["AccessToken"], dict)
+    # and the next process reads the repaired file
+    assert secret_auth(fake_ms, pki, cache_dir=cache_dir).get_token() in fake_ms.issued
+    assert fake_ms.token_requests == 1
+
+
+def test_azure_cli_that_hangs_is_stopped_at_the_timeout(fake_az, monkeypatch):
+    monkeypatch.setenv("FAKE_AZ_HANG", "30")
+    auth = AzureCliAuth("https://graph.microsoft.com", run_with_deadline, az_path=fake_az.path, timeout=1)
+    started = time.monotonic()
+    with pytest.raises(AuthError) as info:
+        auth.get_token()
+    assert time.monotonic() - started < 10
+    assert info.value.code == "Timeout" and "within timeout=1 seconds" in str(info.value)
 
 
 def test_corrupt_cache_file_is_replaced(fake_ms, pki, tmp_path):
