@@ -15,7 +15,15 @@ concepts/application-saml-sso-configure-api.md):
   ``GET`` until it succeeds. With ``wait`` we return only after several consecutive successful reads, which
   include the name lookup so that a re-run right away adopts the app instead of creating a second one.
 * ``DELETE /applications/{id}`` removes the application and its service principal (204).
-* We never write the service principal: its ``notes`` carry the token fingerprint of entra_sync_secrets.
+* What this collection created or adopted carries a marker: the tag ``entrascim.cloudflare`` (and
+  ``entrascim.cloudflare:account:<account id>`` when the Cloudflare account is known) in the service principal's
+  ``tags``, "custom strings that can be used to categorize and identify the service principal"
+  (microsoft-graph-docs-contrib api-reference/v1.0/resources/serviceprincipal.md; written with ``PATCH``,
+  api-reference/v1.0/api/serviceprincipal-update.md, sending the whole list: the template's own tags such as
+  ``WindowsAzureActiveDirectoryIntegratedApp`` are kept). ``state=absent`` deletes only marked apps; an unmarked app
+  with the same name is reported and left alone unless it is pinned by ``app_id`` with ``delete_unmarked``.
+  Names are matched exactly (Graph's ``eq`` ignores letter case: the lookup's answer is filtered again).
+  The service principal's ``notes`` (the token fingerprint of entra_sync_secrets) are never touched here.
 * Two runs can both find no app and both instantiate: two ``ansible-playbook`` at the same time, or a run started
   again within the replication lag of one killed right after its ``instantiate``. The run that instantiated reads
   the name lookup until its own app is listed; if an older app (``createdDateTime``, then ``id``) is listed too, it
@@ -32,12 +40,14 @@ import time
 
 from urllib.parse import quote
 
-from ._consistency import wait_until_visible
+from ._consistency import retry_replication, wait_until_visible
 from ._errors import CollectionError, GraphError, error_step
 from ._graph import batch_get, odata_quote
 
 APPLICATION_FIELDS = "id,appId,displayName,applicationTemplateId,createdDateTime"
-SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,applicationTemplateId,appRoles"
+SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,applicationTemplateId,appRoles,tags"
+MARKER_TAG = "entrascim.cloudflare"
+ACCOUNT_TAG_PREFIX = "entrascim.cloudflare:account:"
 DEFAULT_INTERVAL = 2.0
 CONSECUTIVE_READS = 3
 # How long before the answer of an instantiate that said 404 the app it created can have been created (seconds).
@@ -72,10 +82,13 @@ def service_principal_result(sp):
     """The ``service_principal`` return value: {id, app_id, display_name, app_roles [{id, value, display_name}]}."""
     if not sp:
         return {}
+    marker = marker_of(sp)
     return {
         "id": sp.get("id"),
         "app_id": sp.get("appId"),
         "display_name": sp.get("displayName"),
+        "managed": marker["managed"],
+        "cloudflare_account_id": marker["account_id"],
         "app_roles": [
             {"id": role.get("id"), "value": role.get("value"), "display_name": role.get("displayName")}
             for role in sp.get("appRoles") or []
@@ -83,10 +96,31 @@ def service_principal_result(sp):
     }
 
 
+def marker_of(sp):
+    """``{managed, account_id}``: whether the service principal carries this collection's marker tag, and the Cloudflare
+    account its account tag names (None without one)."""
+    tags = [str(tag) for tag in (sp or {}).get("tags") or []]
+    accounts = [tag[len(ACCOUNT_TAG_PREFIX):] for tag in tags if tag.startswith(ACCOUNT_TAG_PREFIX)]
+    return {"managed": MARKER_TAG in tags, "account_id": accounts[0] if accounts else None}
+
+
+def marked_tags(sp, account_id=None):
+    """The service principal's tags with the marker (and the account tag) added; the other tags kept in order."""
+    tags = [str(tag) for tag in (sp or {}).get("tags") or []]
+    wanted = [MARKER_TAG] + ([ACCOUNT_TAG_PREFIX + account_id] if account_id else [])
+    return tags + [tag for tag in wanted if tag not in tags]
+
+
+def needs_marking(sp, account_id=None):
+    marker = marker_of(sp)
+    return not marker["managed"] or bool(account_id and not marker["account_id"])
+
+
 def diff_view(app, sp, display_name, template_id):
     """One side of the diff: the app as a flat dict (state absent when there is none)."""
     if not app:
         return {"state": "absent", "display_name": display_name, "application_template_id": template_id}
+    marker = marker_of(sp)
     return {
         "state": "present",
         "display_name": app.get("displayName"),
@@ -94,6 +128,8 @@ def diff_view(app, sp, display_name, template_id):
         "application_id": app.get("id"),
         "app_id": app.get("appId"),
         "service_principal_id": (sp or {}).get("id"),
+        "managed_by_collection": marker["managed"],
+        "cloudflare_account_id": marker["account_id"],
     }
 
 
@@ -141,6 +177,7 @@ class AppService:
         self.progress = progress
         self.listed = []  # the apps with the display name that the last consistency read listed
         self.unclear = []  # the apps an instantiate that answered 404 may have created, when it cannot tell which
+        self.retried_create = False  # the instantiate request was sent more than once (throttled or 503 and retried)
 
     def _say(self, message):
         if self.progress is not None:
@@ -153,10 +190,12 @@ class AppService:
         query = "displayName eq %s and applicationTemplateId eq %s" % (odata_quote(display_name), odata_quote(template_id))
         return {"$filter": query, "$select": APPLICATION_FIELDS}
 
-    def find_by_name(self, display_name, template_id):
-        """Applications whose display name and application template id equal the given ones."""
+    def find_by_name(self, display_name, template_id, exact=True):
+        """Applications whose display name (exactly, unless ``exact`` is false: Graph's ``eq`` ignores letter case) and
+        application template id equal the given ones."""
         with error_step("list applications"):
-            return self.client.list("/applications", params=self._by_name_params(display_name, template_id))
+            apps = self.client.list("/applications", params=self._by_name_params(display_name, template_id))
+        return [app for app in apps if app.get("displayName") == display_name] if exact else apps
 
     def find_by_name_with_service_principals(self, display_name, template_id):
         """``(applications, service principals)`` named ``display_name``, with one ``$batch``.
@@ -169,7 +208,8 @@ class AppService:
             ("/servicePrincipals", {"$filter": "displayName eq %s" % odata_quote(display_name), "$select": SERVICE_PRINCIPAL_FIELDS}),
         ])
         # A failed item costs the plain read it replaces (with that read's own retries and error step).
-        applications = self.find_by_name(display_name, template_id) if apps_error is not None else (apps or {}).get("value") or []
+        applications = (self.find_by_name(display_name, template_id, exact=False) if apps_error is not None
+                        else (apps or {}).get("value") or [])
         return applications, [] if sps_error is not None else (sps or {}).get("value") or []
 
     def find_by_app_id(self, app_id):
@@ -253,6 +293,34 @@ class AppService:
         self._poll("application %s to disappear" % app["id"], gone)
 
     # ------------------------------------------------------------------ writes
+    def check_template(self, template_id):
+        """Fail before ``instantiate`` when the template does not exist: ``instantiate`` with an unknown id answers 404,
+        which is also its answer while it creates (see ``instantiate``), so it would be polled for ``wait_timeout``."""
+        try:
+            with error_step("read application template"):
+                self.client.get("/applicationTemplates/%s" % quote(template_id, safe=""), params={"$select": "id,displayName"})
+        except GraphError as err:
+            if err.status in (400, 404):
+                raise AppError("No application template with id %s exists in this cloud (Microsoft Graph answered HTTP %s %s): "
+                               "check template_id and cloud. Nothing was created." % (template_id, err.status, err.code or ""))
+            raise
+
+    def mark(self, sp, account_id=None):
+        """Add the marker tags to the service principal (its other tags kept); return it with the new tags. Retried while
+        a just-created service principal is replicating."""
+        tags = marked_tags(sp, account_id)
+        path = "/servicePrincipals/%s" % quote(sp["id"], safe="")
+
+        def call():
+            with error_step("mark the service principal as managed by entrascim.cloudflare"):
+                return self.client.patch(path, {"tags": tags})
+
+        retry_replication(call, self.wait_timeout, sleep=self.sleep, clock=self.clock, progress=self.progress,
+                          what="tagging service principal %s" % sp["id"], interval=self.interval)
+        marked = dict(sp)
+        marked["tags"] = tags
+        return marked
+
     def instantiate(self, template_id, display_name):
         """Create the application and service principal; return ``(application, service_principal)``.
 
@@ -262,6 +330,7 @@ class AppService:
         try:
             with error_step("instantiate application"):
                 created = self.client.post("/applicationTemplates/%s/instantiate" % quote(template_id, safe=""), {"displayName": display_name})
+            self.retried_create = (getattr(self.client, "last_attempts", 1) or 1) > 1
         except GraphError as err:
             if err.status != 404:
                 raise
@@ -324,15 +393,17 @@ class AppService:
 
 
 def _select(service, display_name, template_id, app_id):
-    """Find the one app the task is about: ``(app or None, its service principal if already read, else None)``; raise
-    AppError for duplicates or a mismatched pin."""
+    """Find the one app the task is about: ``(app or None, its service principal if already read, else None, apps whose
+    name differs only in letter case)``; raise AppError for duplicates or a mismatched pin."""
     if app_id:
         app = service.find_by_app_id(app_id)
-        if app and display_name is not None and (app.get("displayName") or "").lower() != display_name.lower():
+        if app and display_name is not None and app.get("displayName") != display_name:
             raise AppError("The application with app_id %s is named '%s', not '%s'. Fix display_name or app_id."
                            % (app_id, app.get("displayName"), display_name), application=application_result(app))
-        return app, None
-    apps, sps = service.find_by_name_with_service_principals(display_name, template_id)
+        return app, None, []
+    listed, sps = service.find_by_name_with_service_principals(display_name, template_id)
+    apps = [app for app in listed if app.get("displayName") == display_name]
+    other_case = [app for app in listed if app.get("displayName") != display_name]
     if len(apps) > 1:
         raise AppError("Found %d applications named '%s' made from template %s: %s. Keep one: delete the extra ones (Entra admin "
                        "center > Enterprise applications, or entrascim.cloudflare.entra_app with state=absent and their app_id), or "
@@ -340,29 +411,61 @@ def _select(service, display_name, template_id, app_id):
                        "they all configured." % (len(apps), display_name, template_id, _ids(sorted(apps, key=_age))),
                        duplicates=[application_result(app) for app in apps])
     if not apps:
-        return None, None
-    return apps[0], next((sp for sp in sps if sp.get("appId") == apps[0].get("appId")), None)
+        return None, None, other_case
+    return apps[0], next((sp for sp in sps if sp.get("appId") == apps[0].get("appId")), None), other_case
 
 
-def ensure_present(service, display_name, template_id, app_id=None, wait=True, check_mode=False):
-    """Find or create the enterprise app; return the module result (changed, application, service_principal, diff)."""
-    app, sp = _select(service, display_name, template_id, app_id)
+def _other_case_text(apps):
+    return ", ".join("'%s' (%s)" % (app.get("displayName"), app.get("id")) for app in sorted(apps, key=_age))
+
+
+def _check_account(app, sp, account_id):
+    """An app marked for another Cloudflare account is never adopted for this one (raised before any write)."""
+    marked = marker_of(sp)["account_id"]
+    if account_id and marked and marked != account_id:
+        raise AppError("Application %s (app_id %s) named '%s' is marked for Cloudflare account %s, not %s: two accounts "
+                       "would share one app. Give this account's app another display_name. Nothing was changed."
+                       % (app["id"], app.get("appId"), app.get("displayName"), marked, account_id),
+                       application=application_result(app))
+
+
+def ensure_present(service, display_name, template_id, app_id=None, wait=True, check_mode=False, account_id=None):
+    """Find or create the enterprise app, and mark it (a found app without the marker is adopted: a reported change);
+    return the module result (changed, adopted, application, service_principal, diff)."""
+    app, sp, other_case = _select(service, display_name, template_id, app_id)
     if app is None and app_id:
         raise AppError("No application with app_id %s exists. Remove app_id to create one named '%s'." % (app_id, display_name))
+    if app is None and other_case:
+        raise AppError("No application is named exactly '%s', but %s differ only in letter case. Microsoft Entra compares "
+                       "names ignoring case, so a new app would look like a duplicate: set display_name to the existing "
+                       "app's exact name to adopt it, or rename it. Nothing was changed." % (display_name, _other_case_text(other_case)),
+                       similar=[application_result(item) for item in other_case])
     if app is not None:
         if sp is None:
             sp = service.wait_for_service_principal(app) if wait else service.service_principal_of(app["appId"])
         if sp is None:
             raise AppError("Application %s (app_id %s) has no service principal (it may still be replicating: use wait)."
                            % (app["id"], app["appId"]), application=application_result(app))
-        before = after = diff_view(app, sp, display_name, template_id)
-        return {"changed": False, "application": application_result(app), "service_principal": service_principal_result(sp),
-                "diff": {"before": before, "after": after}}
+        _check_account(app, sp, account_id)
+        before = diff_view(app, sp, display_name, template_id)
+        adopted = needs_marking(sp, account_id)
+        if adopted:
+            sp = dict(sp, tags=marked_tags(sp, account_id)) if check_mode else service.mark(sp, account_id)
+        warnings = []
+        if adopted and not before["managed_by_collection"]:
+            warnings.append("Adopted application %s (app_id %s), which had no entrascim.cloudflare marker: its service "
+                            "principal is now tagged as managed by this collection (state=absent may delete it)."
+                            % (app["id"], app.get("appId")))
+        return {"changed": adopted, "adopted": adopted, "application": application_result(app),
+                "service_principal": service_principal_result(sp), "warnings": warnings,
+                "diff": {"before": before, "after": diff_view(app, sp, display_name, template_id)}}
     before = diff_view(None, None, display_name, template_id)
+    service.check_template(template_id)
     if check_mode:
         planned = {"id": None, "appId": None, "displayName": display_name, "applicationTemplateId": template_id}
-        planned_sp = {"id": None, "appId": None, "displayName": display_name, "appRoles": []}
-        return {"changed": True, "application": application_result(planned), "service_principal": service_principal_result(planned_sp),
+        planned_sp = {"id": None, "appId": None, "displayName": display_name, "appRoles": [], "tags": marked_tags({}, account_id)}
+        return {"changed": True, "adopted": False, "application": application_result(planned),
+                "service_principal": service_principal_result(planned_sp),
                 "diff": {"before": before, "after": diff_view(planned, planned_sp, display_name, template_id)}}
     app, sp = service.instantiate(template_id, display_name)
     warnings = []
@@ -370,29 +473,55 @@ def ensure_present(service, display_name, template_id, app_id=None, wait=True, c
         warnings.append("instantiate answered 404 and %d applications named '%s' (template %s) appeared: %s. This run cannot tell "
                         "which one it created and went on with the oldest; when the next run reports duplicates, delete the newer "
                         "ones." % (len(service.unclear), display_name, template_id, _ids(sorted(service.unclear, key=_age))))
-    if wait:
+    if wait or service.retried_create:
+        # A create that was sent more than once (a 503 after Graph had acted) may have made two apps: settle it now,
+        # with or without wait, as concurrent runs are settled.
         sp = service.wait_until_consistent(app, sp, display_name, template_id) or sp
         if not service.unclear:
             created = app
             app, sp, deleted = service.settle_race(app, sp)
             if app is not created:
                 warnings.append("Another application named '%s' (template %s) was created before this run's became visible, by a "
-                                "concurrent run or by a run killed right after it created one: adopted the oldest, %s; this run's, "
-                                "%s, %s." % (display_name, template_id, _ids([app]), _ids([created]),
-                                             "was deleted" if deleted else "was already gone"))
-    return {"changed": True, "application": application_result(app), "service_principal": service_principal_result(sp),
+                                "concurrent run, by a run killed right after it created one, or by an earlier attempt of this "
+                                "run's own request: adopted the oldest, %s; this run's, %s, %s." % (
+                                    display_name, template_id, _ids([app]), _ids([created]),
+                                    "was deleted" if deleted else "was already gone"))
+    _check_account(app, sp, account_id)
+    if needs_marking(sp, account_id):
+        sp = service.mark(sp, account_id)
+    return {"changed": True, "adopted": False, "application": application_result(app), "service_principal": service_principal_result(sp),
             "diff": {"before": before, "after": diff_view(app, sp, display_name, template_id)}, "warnings": warnings}
 
 
-def ensure_absent(service, display_name, template_id, app_id=None, wait=True, check_mode=False):
-    """Delete the enterprise app if it exists; return the module result."""
-    app, sp = _select(service, display_name, template_id, app_id)
+def ensure_absent(service, display_name, template_id, app_id=None, wait=True, check_mode=False, account_id=None,
+                  delete_unmarked=False):
+    """Delete the enterprise app if it exists and this collection created or adopted it (its marker, for this account
+    when ``account_id`` is given); an unmarked app is left alone, with a warning, unless it is pinned by ``app_id`` with
+    ``delete_unmarked``. Returns the module result."""
+    app, sp, other_case = _select(service, display_name, template_id, app_id)
+    warnings = []
+    if other_case:
+        warnings.append("Left alone: %s, whose name differs from '%s' only in letter case (names are matched exactly)."
+                        % (_other_case_text(other_case), display_name))
     if app is None:
         view = diff_view(None, None, display_name, template_id)
-        return {"changed": False, "application": {}, "service_principal": {}, "diff": {"before": view, "after": view}}
+        return {"changed": False, "application": {}, "service_principal": {}, "warnings": warnings,
+                "diff": {"before": view, "after": view}}
     if sp is None:
         sp = service.service_principal_of(app["appId"])
     before = diff_view(app, sp, display_name, template_id)
+    marker = marker_of(sp)
+    refusal = None
+    if not marker["managed"] and not (app_id and delete_unmarked):
+        refusal = ("Left alone: application %s (app_id %s) named '%s' has no entrascim.cloudflare marker, so this collection "
+                   "did not create or adopt it. To delete it anyway, pin it with app_id and set delete_unmarked=true."
+                   % (app["id"], app.get("appId"), app.get("displayName")))
+    elif marker["managed"] and account_id and marker["account_id"] and marker["account_id"] != account_id:
+        refusal = ("Left alone: application %s (app_id %s) named '%s' is marked for Cloudflare account %s, not %s."
+                   % (app["id"], app.get("appId"), app.get("displayName"), marker["account_id"], account_id))
+    if refusal:
+        return {"changed": False, "application": application_result(app), "service_principal": service_principal_result(sp),
+                "left_alone": refusal, "warnings": warnings + [refusal], "diff": {"before": before, "after": before}}
     after = diff_view(None, None, app.get("displayName"), app.get("applicationTemplateId"))
     changed = True
     if not check_mode:
@@ -400,11 +529,15 @@ def ensure_absent(service, display_name, template_id, app_id=None, wait=True, ch
         if changed and wait:
             service.wait_until_gone(app)
     return {"changed": changed, "application": application_result(app), "service_principal": service_principal_result(sp),
-            "diff": {"before": before, "after": after}}
+            "warnings": warnings, "diff": {"before": before, "after": after}}
 
 
-def ensure_app(service, state, display_name, template_id, app_id=None, wait=True, check_mode=False):
+def ensure_app(service, state, display_name, template_id, app_id=None, wait=True, check_mode=False, account_id=None,
+               delete_unmarked=False):
     """Entry point of the entra_app module."""
+    account_id = account_id.lower() if account_id else None
     if state == "absent":
-        return ensure_absent(service, display_name, template_id, app_id=app_id, wait=wait, check_mode=check_mode)
-    return ensure_present(service, display_name, template_id, app_id=app_id, wait=wait, check_mode=check_mode)
+        return ensure_absent(service, display_name, template_id, app_id=app_id, wait=wait, check_mode=check_mode,
+                             account_id=account_id, delete_unmarked=delete_unmarked)
+    return ensure_present(service, display_name, template_id, app_id=app_id, wait=wait, check_mode=check_mode,
+                          account_id=account_id)

@@ -364,11 +364,36 @@ class AssignmentService:
         return deleted, failure
 
 
-def ensure_assignments(service, principals, app_role="User", state="present", purge=False, check_mode=False):
+def reserved_prefix_warnings(desired):
+    """Cloudflare refuses SCIM groups whose name starts with ``CF`` (cloudflare-docs
+    src/content/docs/fundamentals/account/account-security/scim-setup/entra.mdx). This module is not Cloudflare-specific,
+    so it warns; the cloudflare_scim role refuses such groups."""
+    return ["group '%s' starts with 'CF', a prefix Cloudflare reserves: when this app provisions to Cloudflare, Cloudflare "
+            "refuses to create the group. Rename it in Entra ID, or assign another group." % p["display_name"]
+            for p in desired if p["type"] == "Group" and str(p.get("display_name") or "").startswith("CF")]
+
+
+def refuse_purge_to_empty(existing, desired, state, purge, allow_purge_all):
+    """``purge`` with an empty list would remove every assignment, after which Entra deprovisions (in Cloudflare:
+    deactivates) every user of the app at its next cycle. A misspelled variable gives exactly that empty list, so it needs
+    ``allow_purge_all``. Raised before any write."""
+    if state == "present" and purge and not desired and existing and not allow_purge_all:
+        names = sorted(set("%s %s" % ((a.get("principalType") or "principal").lower(), a.get("principalDisplayName"))
+                           for a in existing))
+        raise AssignmentError(
+            "Refusing to remove all %d assignments (%s): purge=true with an empty principals list would leave the app with "
+            "no user or group, and the next provisioning cycle would deprovision every user it provisioned. If that is "
+            "what you want, set allow_purge_all=true (role: cloudflare_scim_assignments_purge_all=true). Nothing was "
+            "changed." % (len(existing), ", ".join(names)), assignments=[assignment_result(a) for a in existing])
+
+
+def ensure_assignments(service, principals, app_role="User", state="present", purge=False, check_mode=False,
+                       allow_purge_all=False):
     """Entry point of entra_app_assignment.
 
-    Returns the module result: changed, assignments, app_role, added, removed, skipped_principals and diff. Raises
-    AssignmentError before any write for bad input, GraphError when nothing was written, PartialFailure otherwise.
+    Returns the module result: changed, assignments, app_role, added, removed, skipped_principals, warnings and diff.
+    Raises AssignmentError before any write for bad input, GraphError when nothing was written, PartialFailure otherwise.
+    New assignments are made before old ones are removed, so a failed create never leaves the app with fewer.
     """
     validate_principals(principals)
     sp, existing, answers = service.read_all(principals)
@@ -376,17 +401,19 @@ def ensure_assignments(service, principals, app_role="User", state="present", pu
     role_names = dict(((r.get("id") or "").lower(), r.get("value") or r.get("displayName")) for r in sp.get("appRoles") or [])
     role_names[DEFAULT_ACCESS_ROLE_ID] = "Default Access"
     desired, missing = resolve_principals(service.client, principals, missing_ok=(state == "absent"), answers=answers)
+    refuse_purge_to_empty(existing, desired, state, purge, allow_purge_all)
     to_add, to_remove = plan(existing, desired, role["id"], state, purge)
     before = principal_view(existing, role_names)
-    result = {"changed": bool(to_add or to_remove), "app_role": role, "skipped_principals": missing}
+    result = {"changed": bool(to_add or to_remove), "app_role": role, "skipped_principals": missing,
+              "warnings": reserved_prefix_warnings(desired) if state == "present" else []}
     planned = [{"id": None, "principalId": p["id"], "principalType": p["type"], "principalDisplayName": p["display_name"],
                 "appRoleId": role["id"], "resourceId": service.sp_id} for p in to_add]
     if check_mode or not (to_add or to_remove):
         removed_ids = set(a["id"] for a in to_remove)
         after = [a for a in existing if a["id"] not in removed_ids] + planned
         return _finish(result, after, before, role_names, planned, to_remove)
-    deleted, delete_error = service.delete(to_remove)
-    created, present, create_error = service.create(to_add, role["id"]) if delete_error is None else ([], [], None)
+    created, present, create_error = service.create(to_add, role["id"])
+    deleted, delete_error = service.delete(to_remove) if create_error is None else ([], None)
     deleted_ids = set(a["id"] for a in deleted)
     after = [a for a in existing if a["id"] not in deleted_ids] + created
     if present:
@@ -398,7 +425,7 @@ def ensure_assignments(service, principals, app_role="User", state="present", pu
                 "principalDisplayName": principal["display_name"], "appRoleId": role["id"]})
     result["changed"] = bool(created or deleted)
     result = _finish(result, after, before, role_names, created, deleted)
-    error = delete_error or create_error
+    error = create_error or delete_error
     if error is not None:
         if result["changed"]:
             raise PartialFailure(error, result)

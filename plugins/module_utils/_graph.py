@@ -91,6 +91,7 @@ class GraphClient:
         self.request_count = 0
         self._token = None
         self.tokens = []  # every access token this client sent (secrets the module runner redacts)
+        self.last_attempts = 0  # HTTP attempts the last request took (more than 1: it was retried)
 
     def _get_token(self):
         provider = self.token_provider
@@ -134,6 +135,7 @@ class GraphClient:
                 data = json.dumps(body).encode("utf-8")
             self.request_count += 1
             response = self.transport.request(method, url, headers=request_headers, data=data, idempotent=idempotent)
+            self.last_attempts = getattr(response, "retry_attempts", 1)
             if response.status_code == 401 and not retried_401 and self._invalidate(token):
                 retried_401 = True
                 response.close()

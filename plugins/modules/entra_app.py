@@ -22,8 +22,18 @@ description:
     that was killed after its C(instantiate), before the new app is listed). With O(wait), a run that created an app
     and then sees an older one with the same name deletes its own and adopts the oldest, with a warning, so that
     every run keeps the same app. It only ever deletes the app it created itself.
-  - The module never changes an existing app. In particular it leaves the C(notes) of the service principal alone,
-    where M(entrascim.cloudflare.entra_sync_secrets) keeps its token fingerprint.
+  - What the module creates or adopts is marked with the tag C(entrascim.cloudflare) (and
+    C(entrascim.cloudflare:account:<account_id>) with O(account_id)) in the C(tags) of its service principal. An
+    existing app with the name but without the marker is adopted (the marker is added and the task reports a change).
+    The module changes nothing else on an existing app; in particular it leaves the C(notes) of the service principal
+    alone, where M(entrascim.cloudflare.entra_sync_secrets) keeps its token fingerprint.
+  - O(state=absent) deletes only a marked app (for O(account_id) when given). An app without the marker is reported
+    and left alone, unless it is pinned by O(app_id) and O(delete_unmarked=true).
+  - Names are matched exactly, letter case included. An app whose name differs only in case is never adopted or
+    deleted; with O(state=present) it fails the task before anything is created, since Microsoft Entra would show
+    two apps that look the same.
+  - Before creating an app, the module checks that the application template exists (one read), so that an unknown
+    O(template_id) fails at once instead of being polled for O(wait_timeout).
 author:
   - entrascim.cloudflare maintainers (@entrascim)
 requirements:
@@ -33,7 +43,8 @@ options:
   display_name:
     description:
       - The display name of the enterprise app, for example C(Cloudflare SCIM - <account name>).
-      - The lookup is an exact match on the name (Microsoft Graph compares it case-insensitively).
+      - The lookup is an exact match on the name, letter case included (Microsoft Graph compares names ignoring case;
+        the module checks the case itself).
       - Required unless O(app_id) is given. When both are given, the pinned app must have this name.
     type: str
   template_id:
@@ -52,8 +63,8 @@ options:
   state:
     description:
       - V(present) finds or creates the app.
-      - V(absent) deletes the application; its service principal, provisioning job and assignments go with it.
-        Microsoft keeps the deleted application restorable for 30 days.
+      - V(absent) deletes the application, if it carries the marker of this collection; its service principal,
+        provisioning job and assignments go with it. Microsoft keeps the deleted application restorable for 30 days.
     type: str
     choices: [present, absent]
     default: present
@@ -70,6 +81,19 @@ options:
         module polls for the app it created.
     type: int
     default: 300
+  account_id:
+    description:
+      - The Cloudflare account (32 hexadecimal characters) this app provisions to. It is recorded in the marker tag.
+      - With O(state=present), an app marked for another account fails the task before any write.
+      - With O(state=absent), an app marked for another account is left alone.
+    type: str
+  delete_unmarked:
+    description:
+      - With O(state=absent) and O(app_id), delete the pinned app even though it has no marker of this collection
+        (an app made by hand or by an older version of the collection that never ran O(state=present) on it).
+      - Without it, such an app is reported in RV(left_alone) and kept.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - entrascim.cloudflare.entra
 attributes:
@@ -186,6 +210,26 @@ service_principal:
           description: The display name of the role.
           type: str
           sample: User
+    managed:
+      description: Whether the service principal carries the marker tag of this collection (after the task).
+      type: bool
+      sample: true
+    cloudflare_account_id:
+      description: The Cloudflare account its marker names (null without an account tag).
+      type: str
+      sample: 023e105f4ecef8ad9ca31a8372d0c353
+adopted:
+  description: With O(state=present), true when an existing app without the marker (or without the account tag) was
+    marked by this task.
+  returned: with state=present
+  type: bool
+  sample: false
+left_alone:
+  description: With O(state=absent), why an app with the name was not deleted (no marker, or marked for another
+    account). Also given as a warning.
+  returned: when an app was found and kept
+  type: str
+  sample: "Left alone: application 9ac1... (app_id 17ca...) named 'Cloudflare SCIM - Production' has no entrascim.cloudflare marker ..."
 progress:
   description: What the module waited for (replication, the app created by an C(instantiate) that answered 404), one line per read.
   returned: when the module waited
@@ -196,6 +240,7 @@ progress:
 """
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import AppError, AppService, ensure_app
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._cloudflare import valid_account_id
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
 
 
@@ -205,15 +250,19 @@ def run(entra):
     service = AppService(entra.client, wait_timeout=params["wait_timeout"], sleep=entra.sleep, clock=entra.clock,
                          progress=progress.append)
     template_id = params["template_id"] or entra.cloud["non_gallery_template_id"]
+    if params["account_id"] is not None and not valid_account_id(params["account_id"]):
+        entra.module.fail_json(msg="account_id must be the 32 hexadecimal characters of a Cloudflare account ID, got %r"
+                               % params["account_id"])
+    if params["delete_unmarked"] and not (params["app_id"] and params["state"] == "absent"):
+        entra.module.fail_json(msg="delete_unmarked needs state=absent and app_id: it deletes one exact app, never one found by name")
     try:
         result = ensure_app(service, params["state"], params["display_name"], template_id, app_id=params["app_id"],
-                            wait=params["wait"], check_mode=entra.check_mode)
+                            wait=params["wait"], check_mode=entra.check_mode, account_id=params["account_id"],
+                            delete_unmarked=params["delete_unmarked"])
     except AppError as err:
         entra.module.fail_json(msg=err.message, progress=progress, **err.details)
     if progress:
         result["progress"] = progress
-    for warning in result.pop("warnings", []):
-        entra.module.warn(warning)
     if not entra.diff_mode:
         result.pop("diff")
     return result
@@ -227,6 +276,8 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=300),
+        account_id=dict(type="str"),
+        delete_unmarked=dict(type="bool", default=False),
     )
     EntraModule(argument_spec, supports_check_mode=True, required_one_of=[("display_name", "app_id")]).run(run)
 

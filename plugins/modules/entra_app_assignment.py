@@ -77,8 +77,18 @@ options:
   purge:
     description:
       - With O(state=present), also remove every other assignment of the app, including assignments of other app
-        roles and of principals not listed. O(principals=[]) with O(purge=true) removes all assignments.
+        roles and of principals not listed.
+      - New assignments are made first and old ones removed after, so a failed create never leaves the app with fewer
+        assignments than before.
+      - O(principals=[]) with O(purge=true) would remove all assignments (and the next provisioning cycle would
+        deprovision every user), so the module refuses it, before any write, unless O(allow_purge_all=true).
       - Ignored with O(state=absent).
+    type: bool
+    default: false
+  allow_purge_all:
+    description:
+      - Confirm that O(purge=true) with an empty O(principals) list is meant to remove every assignment of the app.
+      - Without it such a task fails and changes nothing (an empty list is what a misspelled variable gives).
     type: bool
     default: false
   wait_timeout:
@@ -233,7 +243,7 @@ def run(entra):
                                 sleep=entra.sleep, clock=entra.clock, progress=progress.append)
     try:
         result = ensure_assignments(service, params["principals"], app_role=params["app_role"], state=params["state"],
-                                    purge=params["purge"], check_mode=entra.check_mode)
+                                    purge=params["purge"], check_mode=entra.check_mode, allow_purge_all=params["allow_purge_all"])
     except AssignmentError as err:
         entra.module.fail_json(msg=err.message, **err.details)
     except PartialFailure as err:
@@ -264,6 +274,7 @@ def main():
         app_role=dict(type="str", default="User"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         purge=dict(type="bool", default=False),
+        allow_purge_all=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=120),
     )
     EntraModule(argument_spec, supports_check_mode=True).run(run)

@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import (
+    MARKER_TAG,
     AppError,
     AppService,
     application_result,
@@ -25,6 +26,7 @@ from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors impor
 TEMPLATE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
 OTHER_TEMPLATE = "4602d0b4-76bb-404b-bca9-2652e1a39c6d"
 USER_ROLE = {"id": "18d14569-c3bd-439b-9a66-3a2aee01d14f", "value": None, "displayName": "User", "isEnabled": True}
+TEMPLATE_TAGS = ["WindowsAzureActiveDirectoryCustomSingleSignOnApplication", "WindowsAzureActiveDirectoryIntegratedApp"]
 CLAUSE = re.compile(r"(\w+) eq '((?:[^']|'')*)'")
 
 
@@ -63,14 +65,17 @@ class FakeGraph(object):
         self.instantiate_creates = instantiate_creates
         self.lag = lag
         self.fail_on = {}
+        self.templates = {TEMPLATE, OTHER_TEMPLATE}
 
-    def add_app(self, name, template=TEMPLATE, with_sp=True, notes="fingerprint:abc"):
+    def add_app(self, name, template=TEMPLATE, with_sp=True, notes="fingerprint:abc", tags=None):
+        """An existing app; by default one this collection made (its service principal carries the marker tag)."""
         app_id = str(uuid.uuid4())
         app = {"id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "applicationTemplateId": template}
         self.apps[app["id"]] = app
         if with_sp:
             sp = {"id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "applicationTemplateId": template,
-                  "appRoles": [dict(USER_ROLE)], "notes": notes}
+                  "appRoles": [dict(USER_ROLE)], "notes": notes,
+                  "tags": list(TEMPLATE_TAGS + [MARKER_TAG] if tags is None else tags)}
             self.sps[sp["id"]] = sp
         return app
 
@@ -120,6 +125,10 @@ class FakeGraph(object):
         self.calls.append(("GET", path, dict(params or {})))
         self._check_failure("GET", path)
         kind, object_id = path.strip("/").split("/")
+        if kind == "applicationTemplates":
+            if object_id not in self.templates:
+                raise not_found(object_id)
+            return {"id": object_id, "displayName": "Non-gallery"}
         obj = (self.apps if kind == "applications" else self.sps).get(object_id)
         if obj is None or not self._visible(object_id):
             raise not_found(object_id)
@@ -131,7 +140,7 @@ class FakeGraph(object):
         template = path.split("/")[2]
         if self.instantiate_404 and not self.instantiate_creates:
             raise not_found(template)
-        app = self.add_app(body["displayName"], template=template, notes=None)
+        app = self.add_app(body["displayName"], template=template, notes=None, tags=TEMPLATE_TAGS)
         sp = self.sp_of(app)
         for object_id in (app["id"], sp["id"]):
             self.hidden_reads[object_id] = self.lag
@@ -150,8 +159,15 @@ class FakeGraph(object):
             del self.sps[sp_id]
 
     def patch(self, path, body):
+        """Only the marker tags of a service principal may be written (never its notes: the token fingerprint)."""
         self.calls.append(("PATCH", path, body))
-        raise AssertionError("entra_app must never PATCH (it would clobber the service principal's notes)")
+        self._check_failure("PATCH", path)
+        kind, object_id = path.strip("/").split("/")
+        assert kind == "servicePrincipals" and set(body) == {"tags"}, "entra_app may only write service principal tags"
+        sp = self.sps.get(object_id)
+        if sp is None or not self._visible(object_id):
+            raise not_found(object_id)
+        sp["tags"] = list(body["tags"])
 
 
 @pytest.fixture
@@ -187,9 +203,13 @@ def test_wait_false_returns_right_after_instantiate(clock):
     graph = FakeGraph()
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
     assert result["changed"] is True
-    # the lookup is one $batch (applications and service principals of that name), then instantiate
-    expected = [("GET", "/applications"), ("GET", "/servicePrincipals"), ("POST", "/applicationTemplates/%s/instantiate" % TEMPLATE)]
+    # the lookup is one $batch (applications and service principals of that name), the template check, instantiate,
+    # then the marker tags on the new service principal
+    sp_id = result["service_principal"]["id"]
+    expected = [("GET", "/applications"), ("GET", "/servicePrincipals"), ("GET", "/applicationTemplates/%s" % TEMPLATE),
+                ("POST", "/applicationTemplates/%s/instantiate" % TEMPLATE), ("PATCH", "/servicePrincipals/%s" % sp_id)]
     assert [call[:2] for call in graph.calls] == expected
+    assert graph.sps[sp_id]["tags"] == TEMPLATE_TAGS + [MARKER_TAG]
     assert clock.sleeps == []
 
 
@@ -385,7 +405,7 @@ def test_app_without_service_principal_is_reported(clock):
 def test_result_shapes_are_snake_case():
     assert application_result(None) == {}
     assert service_principal_result({"id": "s", "appId": "a", "displayName": "n", "appRoles": None}) == {
-        "id": "s", "app_id": "a", "display_name": "n", "app_roles": []}
+        "id": "s", "app_id": "a", "display_name": "n", "app_roles": [], "managed": False, "cloudflare_account_id": None}
 
 
 def test_waits_until_the_name_lookup_lists_the_new_app(clock):
@@ -406,3 +426,109 @@ def test_waits_until_the_name_lookup_lists_the_new_app(clock):
     assert result["changed"] is True
     assert len([m for m in messages if "not yet listed under its display name" in m]) == 2
     assert len([m for m in messages if "visible (" in m]) == 3
+
+
+# ---------------------------------------------------------------------------------------------- marker (issue 12 item 4, 10)
+ACCOUNT = "023e105f4ecef8ad9ca31a8372d0c353"
+OTHER_ACCOUNT = "1" * 32
+
+
+def deletes(graph):
+    return [call for call in graph.calls if call[0] == "DELETE"]
+
+
+def test_absent_leaves_an_unmarked_app_of_the_same_name_alone(clock):
+    graph = FakeGraph()
+    hand_made = graph.add_app("Prod", tags=list(TEMPLATE_TAGS))
+    result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
+    assert result["changed"] is False and deletes(graph) == []
+    assert hand_made["id"] in graph.apps
+    assert "has no entrascim.cloudflare marker" in result["left_alone"]
+    assert result["left_alone"] in result["warnings"]
+
+
+def test_absent_matches_the_name_exactly(clock):
+    graph = FakeGraph()
+    graph.add_app("unrelated PROD app")
+    result = ensure_app(service(graph, clock), "absent", "Unrelated prod app", TEMPLATE)
+    assert result["changed"] is False and deletes(graph) == [] and len(graph.apps) == 1
+    assert "differs from 'Unrelated prod app' only in letter case" in result["warnings"][0]
+
+
+def test_absent_deletes_an_unmarked_app_only_when_pinned_and_told(clock):
+    graph = FakeGraph()
+    hand_made = graph.add_app("Prod", tags=list(TEMPLATE_TAGS))
+    kept = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, app_id=hand_made["appId"])
+    assert kept["changed"] is False and hand_made["id"] in graph.apps
+    gone = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, app_id=hand_made["appId"], delete_unmarked=True)
+    assert gone["changed"] is True and hand_made["id"] not in graph.apps
+
+
+def test_absent_leaves_an_app_marked_for_another_account_alone(clock):
+    graph = FakeGraph()
+    other = graph.add_app("Prod", tags=TEMPLATE_TAGS + [MARKER_TAG, "entrascim.cloudflare:account:" + OTHER_ACCOUNT])
+    result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, account_id=ACCOUNT)
+    assert result["changed"] is False and other["id"] in graph.apps
+    assert "marked for Cloudflare account %s, not %s" % (OTHER_ACCOUNT, ACCOUNT) in result["left_alone"]
+    mine = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, account_id=OTHER_ACCOUNT.upper())
+    assert mine["changed"] is True and not graph.apps
+
+
+def test_present_adopts_an_unmarked_app_by_adding_the_marker_and_keeps_its_tags(clock):
+    graph = FakeGraph()
+    app = graph.add_app("Prod", tags=TEMPLATE_TAGS + ["HideApp"])
+    predicted = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT, check_mode=True)
+    assert predicted["changed"] is True and predicted["adopted"] is True and graph.writes == []
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT)
+    assert result["changed"] is True and result["adopted"] is True
+    assert graph.sp_of(app)["tags"] == TEMPLATE_TAGS + ["HideApp", MARKER_TAG, "entrascim.cloudflare:account:" + ACCOUNT]
+    assert graph.sp_of(app)["notes"] == "fingerprint:abc"
+    assert result["diff"]["before"]["managed_by_collection"] is False
+    assert result["diff"]["after"]["cloudflare_account_id"] == ACCOUNT
+    assert any("Adopted application" in w for w in result["warnings"])
+    graph.calls[:] = []
+    again = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT)
+    assert again["changed"] is False and graph.writes == []
+
+
+def test_present_adds_the_account_tag_to_a_marked_app_without_warning(clock):
+    graph = FakeGraph()
+    app = graph.add_app("Prod")
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT)
+    assert result["changed"] is True and result["warnings"] == []
+    assert "entrascim.cloudflare:account:" + ACCOUNT in graph.sp_of(app)["tags"]
+
+
+def test_present_refuses_an_app_marked_for_another_account_before_any_write(clock):
+    graph = FakeGraph()
+    graph.add_app("Prod", tags=TEMPLATE_TAGS + [MARKER_TAG, "entrascim.cloudflare:account:" + OTHER_ACCOUNT])
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT)
+    assert "is marked for Cloudflare account %s, not %s" % (OTHER_ACCOUNT, ACCOUNT) in caught.value.message
+    assert graph.writes == []
+
+
+def test_present_refuses_to_create_beside_an_app_named_alike_in_another_case(clock):
+    graph = FakeGraph()
+    graph.add_app("PROD")
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
+    assert "differ only in letter case" in caught.value.message and "'PROD'" in caught.value.message
+    assert graph.writes == []
+
+
+def test_an_unknown_template_fails_at_once_without_instantiating(clock):
+    graph = FakeGraph()
+    unknown = "0f0f0f0f-1111-2222-3333-444444444444"
+    with pytest.raises(AppError) as caught:
+        ensure_app(service(graph, clock), "present", "Prod", unknown)
+    assert "No application template with id %s exists" % unknown in caught.value.message
+    assert graph.writes == [] and clock.sleeps == []
+
+
+def test_created_app_is_marked_with_the_account(clock):
+    graph = FakeGraph()
+    result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT.upper())
+    sp = graph.sps[result["service_principal"]["id"]]
+    assert sp["tags"] == TEMPLATE_TAGS + [MARKER_TAG, "entrascim.cloudflare:account:" + ACCOUNT]
+    assert result["service_principal"]["managed"] is True and result["service_principal"]["cloudflare_account_id"] == ACCOUNT

@@ -418,3 +418,53 @@ def test_batch_items_hit_by_an_outage_are_sent_again_alone(graph, clock, outages
     assert len(resent) == outages + 1
     assert [call[0] for call in resent].count("DELETE") == 1
     assert sorted(a["principal_id"] for a in result["assignments"]) == sorted([one["id"], two["id"]])
+
+
+# ---------------------------------------------------------------------------------------------- safety (issue 12 item 5, 13)
+def test_purge_with_an_empty_list_is_refused_before_any_write(graph, clock):
+    admins, bob = graph.group("Admins"), graph.user("bob@example.com", "Bob")
+    graph.assign(admins)
+    graph.assign(bob)
+    with pytest.raises(AssignmentError) as caught:
+        run(graph, clock, [], purge=True)
+    assert "Refusing to remove all 2 assignments (group Admins, user Bob)" in caught.value.message
+    assert "allow_purge_all=true" in caught.value.message
+    assert writes(graph) == [] and len(graph.assigned()) == 2
+    with pytest.raises(AssignmentError):
+        run(graph, clock, [], purge=True, check_mode=True)
+
+
+def test_purge_to_empty_with_allow_purge_all_removes_everything(graph, clock):
+    graph.assign(graph.group("Admins"))
+    graph.assign(graph.user("bob@example.com", "Bob"))
+    result = run(graph, clock, [], purge=True, allow_purge_all=True)
+    assert result["changed"] is True and graph.assigned() == []
+
+
+def test_purge_creates_first_and_removes_nothing_when_a_create_fails(graph, clock):
+    old, new = graph.user("old@example.com", "Old"), graph.group("New")
+    graph.assign(old)
+    graph.post_errors[new["id"]] = error(400, "Request_BadRequest", "Something is wrong with this group")
+    with pytest.raises(GraphError) as caught:
+        run(graph, clock, [{"type": "group", "id": new["id"]}], purge=True)
+    assert caught.value.step == "assign app role to group New"
+    assert graph.assigned() == [("Old", USER_ROLE_ID)], "the old assignment must stay when its replacement failed"
+    assert not [call for call in graph.calls if call[0].startswith("DELETE")]
+    order = [call[0].split("(")[0] for call in writes(graph)]
+    assert order and order[0] == "POST"
+
+
+def test_purge_removes_only_after_the_creates(graph, clock):
+    old, new = graph.user("old@example.com", "Old"), graph.group("New")
+    graph.assign(old)
+    run(graph, clock, [{"type": "group", "id": new["id"]}], purge=True)
+    assert [call[0].split("(")[0] for call in writes(graph)] == ["POST", "DELETE"]
+    assert graph.assigned() == [("New", USER_ROLE_ID)]
+
+
+def test_a_group_name_starting_with_cf_is_warned_about(graph, clock):
+    graph.group("CF Admins")
+    graph.group("Cloudflare Admins")
+    result = run(graph, clock, [{"type": "group", "display_name": "CF Admins"}, {"type": "group", "display_name": "Cloudflare Admins"}])
+    assert len(result["warnings"]) == 1 and "group 'CF Admins' starts with 'CF'" in result["warnings"][0]
+    assert result["changed"] is True
