@@ -20,6 +20,7 @@ with ``SyncAll`` false only assigned users and groups are provisioned.
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+from ._assignments import resolve_principals
 from ._cloudflare import virtual_group_match
 from ._errors import GraphError, error_step
 from ._graph import batch_get
@@ -377,9 +378,24 @@ def failure_summary(failed):
         len(failed), "; ".join(parts), more)
 
 
-def run_preflight(client, sp_id, fail_on="error"):
-    """Read the scope, apply the rules; return the module result and the failure message (None = passed)."""
-    scope = read_scope(client, sp_id)
+def read_planned_scope(client, principals, sync_all=False):
+    """The scope an app will have once ``principals`` (entra_app_assignment's format) are assigned, read before the app
+    exists: each principal is resolved by name or id (one ``$batch``; a name that matches no object, or several, raises
+    ``AssignmentError`` naming it, as entra_app_assignment would after having written the app), then the users and the
+    group members are read as for an existing app. The assignments are those entra_app_assignment makes (the ``User``
+    role), so the default-access rule has nothing to find."""
+    resolved, dummy = resolve_principals(client, principals)
+    assignments = [{"id": None, "principalId": p["id"], "principalType": p["type"], "principalDisplayName": p["display_name"],
+                    "appRoleId": None} for p in resolved]
+    scope = Scope({"id": None, "appRoles": []}, assignments, sync_all)
+    read_principals(client, assignments, scope)
+    return scope
+
+
+def run_preflight(client, sp_id, fail_on="error", principals=None, sync_all=False):
+    """Read the scope (of the app ``sp_id``, or the planned one of ``principals``), apply the rules; return the module
+    result and the failure message (None = passed)."""
+    scope = read_scope(client, sp_id) if principals is None else read_planned_scope(client, principals, sync_all)
     findings, counts, provisioned = evaluate_with_users(scope)
     failed = failing(findings, fail_on)
     result = {

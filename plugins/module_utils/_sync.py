@@ -35,6 +35,7 @@ import time
 
 from urllib.parse import quote, urlparse
 
+from ._apps import marker_of
 from ._consistency import ConsistencyTimeout, is_replication_error, retry_replication, wait_until_visible
 from ._errors import GraphError, error_step
 from ._graph import batch_get, odata_quote
@@ -871,7 +872,7 @@ def find_service_principal(client, display_name, application_template_id):
     query = "displayName eq %s" % odata_quote(display_name)
     if application_template_id:
         query += " and applicationTemplateId eq %s" % odata_quote(application_template_id)
-    params = {"$filter": query, "$select": "id,appId,displayName,applicationTemplateId"}
+    params = {"$filter": query, "$select": "id,appId,displayName,applicationTemplateId,tags"}
     with error_step("list service principals"):
         matches = client.list("servicePrincipals", params=params)
     matches = [sp for sp in matches if sp.get("displayName") == display_name]
@@ -887,7 +888,7 @@ def read_service_principal(client, sp_id):
     """The service principal ``sp_id`` (id, appId, displayName), or None when it does not exist."""
     with error_step("read service principal"):
         try:
-            return client.get(sp_path(sp_id), params={"$select": "id,appId,displayName,applicationTemplateId"})
+            return client.get(sp_path(sp_id), params={"$select": "id,appId,displayName,applicationTemplateId,tags"})
         except GraphError as err:
             if err.status == 404:
                 return None
@@ -910,7 +911,9 @@ def sync_job_info(client, service_principal_id=None, display_name=None, applicat
         result["warnings"].append(missing)
         return result
     result["service_principal_id"] = sp.get("id")
-    result["service_principal"] = {"id": sp.get("id"), "app_id": sp.get("appId"), "display_name": sp.get("displayName")}
+    marker = marker_of(sp)
+    result["service_principal"] = {"id": sp.get("id"), "app_id": sp.get("appId"), "display_name": sp.get("displayName"),
+                                   "managed": marker["managed"], "cloudflare_account_id": marker["account_id"]}
     with error_step("list synchronization jobs"):
         raw_jobs = client.list(jobs_path(sp["id"]))
     if template_id:

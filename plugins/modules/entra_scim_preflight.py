@@ -49,9 +49,40 @@ requirements:
 options:
   service_principal_id:
     description:
-      - The object ID of the enterprise app's service principal (RV(entrascim.cloudflare.entra_app#module:service_principal.id)).
+      - The object ID of the enterprise app's service principal (RV(entrascim.cloudflare.entra_app#module:service_principal.id)),
+        whose assignments and C(SyncAll) setting are checked.
+      - Exactly one of O(service_principal_id) and O(principals) is required.
     type: str
-    required: true
+  principals:
+    description:
+      - Check the users and groups that are B(going to be) assigned instead of those of an existing app, before anything
+        is written (the M(entrascim.cloudflare.cloudflare_scim) role does this first). Same format as
+        O(entrascim.cloudflare.entra_app_assignment#module:principals).
+      - A user or group that cannot be resolved (no match, or several) fails the task whatever O(fail_on) says, naming
+        every such principal, since assigning it would fail.
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description: V(user) or V(group).
+        type: str
+        required: true
+        choices: [user, group]
+      id:
+        description: The object ID.
+        type: str
+      display_name:
+        description: A group's display name.
+        type: str
+      user_principal_name:
+        description: A user's user principal name.
+        type: str
+  sync_all:
+    description:
+      - With O(principals), the C(SyncAll) setting the app is going to have (C(NO_ASSIGNMENTS) and C(SYNC_ALL_ENABLED)
+        depend on it). Ignored with O(service_principal_id), whose setting is read.
+    type: bool
+    default: false
   fail_on:
     description:
       - V(error) fails the task when there is at least one finding of severity C(error).
@@ -228,7 +259,9 @@ from ansible_collections.entrascim.cloudflare.plugins.module_utils._preflight im
 
 
 def run(entra):
-    result, failure = run_preflight(entra.client, entra.params["service_principal_id"], entra.params["fail_on"])
+    params = entra.params
+    result, failure = run_preflight(entra.client, params["service_principal_id"], params["fail_on"],
+                                    principals=params["principals"], sync_all=params["sync_all"])
     if failure:
         entra.module.fail_json(msg=failure, **result)
     return result
@@ -237,10 +270,19 @@ def run(entra):
 def main():
     EntraModule(
         argument_spec=dict(
-            service_principal_id=dict(type="str", required=True),
+            service_principal_id=dict(type="str"),
+            principals=dict(type="list", elements="dict", options=dict(
+                type=dict(type="str", required=True, choices=["user", "group"]),
+                id=dict(type="str"),
+                display_name=dict(type="str"),
+                user_principal_name=dict(type="str"),
+            )),
+            sync_all=dict(type="bool", default=False),
             fail_on=dict(type="str", default="error", choices=list(FAIL_ON)),
         ),
         supports_check_mode=True,
+        required_one_of=[("service_principal_id", "principals")],
+        mutually_exclusive=[("service_principal_id", "principals")],
     ).run(run, step="run the SCIM preflight checks")
 
 

@@ -130,6 +130,14 @@ service_principal:
       description: The display name.
       type: str
       sample: Cloudflare SCIM - Production
+    managed:
+      description: Whether it carries the marker tag of this collection (see M(entrascim.cloudflare.entra_app)).
+      type: bool
+      sample: true
+    cloudflare_account_id:
+      description: The Cloudflare account its marker names (null without an account tag).
+      type: str
+      sample: 023e105f4ecef8ad9ca31a8372d0c353
 jobs:
   description:
     - The provisioning jobs, each in the shape of RV(entrascim.cloudflare.entra_sync_job#module:job) (C(id),

@@ -155,17 +155,23 @@ def test_realistic_faults_converge_without_duplicates(emulator, playbook):
     assert not [app for app in state["applications"] if app["displayName"].startswith(prefix)]
 
 
-def _describe(apps, returned_id):
-    return "; ".join("%s (created %s%s)" % (app["id"], app["createdDateTime"], ", returned by entra_app" if app["id"] == returned_id
-                                           else "") for app in sorted(apps, key=lambda app: (app["createdDateTime"], app["id"])))
+def _describe(apps, returned):
+    """The apps, oldest first as settle_race orders them, with their creation time and which one entra_app returned."""
+    ordered = sorted(apps, key=lambda app: (app["createdDateTime"], app["id"]))
+    return "; ".join("%s (created %s%s)" % (app["id"], app["createdDateTime"], ", returned by entra_app" if app["id"] == returned else "")
+                     for app in ordered)
 
 
 @pytest.mark.parametrize("retry_after", [1, None], ids=["retry-after", "no-retry-after"])
 @pytest.mark.parametrize("wait", [True, False], ids=["wait", "no-wait"])
-def test_instantiate_that_acts_then_answers_503_is_settled_in_the_same_run(emulator, playbook, tmp_path, wait, retry_after):
+def test_instantiate_that_acts_then_answers_503_is_settled_in_the_same_run(emulator, playbook, secrets, tmp_path, wait, retry_after):
     """The first instantiate creates the app and then answers 503; the transport retries the POST, which creates a
     second app. By the end of that same run exactly one app of the name is left, it is the one entra_app returned
-    (and the assignments went to), and a second run changes nothing."""
+    (and the assignments went to), and a second run changes nothing.
+
+    settle_race keeps the oldest app by createdDateTime, then id. The emulator writes createdDateTime in whole seconds:
+    with Retry-After (1 s) the retry's app is always a second younger; without it the transport backs off 0.5-1 s, so
+    both apps can share a second and then the ids decide which one is "oldest"."""
     prefix = "Cloudflare SCIM 503 %s %s" % ("wait" if wait else "no-wait", "retry-after" if retry_after else "no-retry-after")
     name = prefix + " localhost"
     extra = {"app_prefix": prefix, "app_principals": PRINCIPALS, "app_wait": wait}
@@ -178,7 +184,9 @@ def test_instantiate_that_acts_then_answers_503_is_settled_in_the_same_run(emula
         assert first.changed == 2
         statuses = [entry["status"] for entry in operations(emulator, "instantiate")]
         assert statuses == [503, 201], "the first instantiate acted and answered 503, the transport's retry created again"
-        records = [json.loads(line) for line in dump.read_text().splitlines()]
+        text = dump.read_text()
+        secrets.assert_clean(text, "the task results of apps_present.yml")
+        records = [json.loads(line) for line in text.splitlines()]
         results = [r["result"] for r in records if r["task"] == "Ensure the enterprise app exists" and r["outcome"] == "ok"]
         assert len(results) == 1
         returned = results[0]

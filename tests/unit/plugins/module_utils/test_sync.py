@@ -820,7 +820,8 @@ def test_info_by_display_name(graph):
     result = sync_job_info(graph, display_name="Cloudflare SCIM - Prod", application_template_id=graph.sp["applicationTemplateId"],
                            provisioning_logs=3, limiter=RateLimiter(sleep=lambda s: None))
     assert result["changed"] is False and result["service_principal_id"] == SP_ID
-    assert result["service_principal"] == {"id": SP_ID, "app_id": APP_ID, "display_name": "Cloudflare SCIM - Prod"}
+    assert result["service_principal"] == {"id": SP_ID, "app_id": APP_ID, "display_name": "Cloudflare SCIM - Prod",
+                                           "managed": False, "cloudflare_account_id": None}
     assert [item["id"] for item in result["jobs"]] == [job["id"]] and result["jobs"][0]["healthy"]
     assert len(result["provisioning_failures"]) == 1 and result["warnings"] == []
     query = [params for method, path, params in graph.calls if path == "servicePrincipals"][0]["$filter"]
