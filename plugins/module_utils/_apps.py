@@ -167,8 +167,10 @@ class AppService:
     """
 
     def __init__(self, client, wait_timeout=300, interval=DEFAULT_INTERVAL, consecutive=CONSECUTIVE_READS,
-                 sleep=time.sleep, clock=time.monotonic, progress=None):
+                 sleep=time.sleep, clock=time.monotonic, progress=None, now=time.time):
         self.client = client
+        self.now = now  # wall clock, to compare with createdDateTime
+        self.create_window = None  # (start, end) of this run's instantiate request, wall clock
         self.wait_timeout = wait_timeout
         self.interval = interval
         self.consecutive = consecutive
@@ -328,9 +330,11 @@ class AppService:
         new app (never call instantiate twice).
         """
         try:
+            started = self.now()
             with error_step("instantiate application"):
                 created = self.client.post("/applicationTemplates/%s/instantiate" % quote(template_id, safe=""), {"displayName": display_name})
             self.retried_create = (getattr(self.client, "last_attempts", 1) or 1) > 1
+            self.create_window = (started, self.now())
         except GraphError as err:
             if err.status != 404:
                 raise
@@ -364,20 +368,35 @@ class AppService:
                   and end - INSTANTIATE_WINDOW <= _timestamp(app.get("createdDateTime")) <= end + 1]
         return recent[0] if len(recent) == 1 else None
 
+    def _own_retries(self, keep):
+        """Apps (besides ``keep``) that an earlier attempt of this run's own ``instantiate`` made: when the request was
+        sent more than once (a 503 or 429 answered after Graph had acted), the listed apps created between its start and
+        its answer. Nobody else would clean them up."""
+        if not self.retried_create or not self.create_window:
+            return []
+        start, end = self.create_window
+        return [item for item in self.listed if item.get("id") != keep.get("id") and _timestamp(item.get("createdDateTime")) is not None
+                and start - INSTANTIATE_WINDOW <= _timestamp(item.get("createdDateTime")) <= end + 1]
+
     def settle_race(self, app, sp):
         """After this run created ``app`` and read it consistently: if the last read listed an older app with the same name
         (made by a concurrent run, or by a run killed right after its instantiate), delete ``app`` and adopt the oldest.
+        The apps an earlier attempt of this run's own instantiate made are deleted too (``_own_retries``).
 
-        Returns ``(kept app, its service principal, [deleted app])``. Every run that sees both apps keeps the same one.
+        Returns ``(kept app, its service principal, [deleted apps])``. Every run that sees both apps keeps the same one.
         """
         keep = min(self.listed or [app], key=_age)
-        if keep.get("id") == app.get("id"):
+        doomed = [] if keep.get("id") == app.get("id") else [app]
+        doomed += [item for item in self._own_retries(keep) if item.get("id") not in [d.get("id") for d in doomed]]
+        if not doomed:
             return app, sp, []
-        self._say("application %s (app_id %s) named alike is older than %s: deleting this run's and adopting it"
-                  % (keep["id"], keep["appId"], app["id"]))
-        deleted = [app] if self.delete(app) else []
-        if deleted:
-            self.wait_until_gone(app)
+        self._say("keeping application %s (app_id %s), the oldest named alike; deleting %s, made by this run"
+                  % (keep["id"], keep["appId"], ", ".join(item["id"] for item in doomed)))
+        deleted = [item for item in doomed if self.delete(item)]
+        for item in deleted:
+            self.wait_until_gone(item)
+        if keep.get("id") == app.get("id"):
+            return app, sp, deleted
         return keep, self.wait_for_service_principal(keep), deleted
 
     def delete(self, app):
@@ -485,7 +504,12 @@ def ensure_present(service, display_name, template_id, app_id=None, wait=True, c
                                 "concurrent run, by a run killed right after it created one, or by an earlier attempt of this "
                                 "run's own request: adopted the oldest, %s; this run's, %s, %s." % (
                                     display_name, template_id, _ids([app]), _ids([created]),
-                                    "was deleted" if deleted else "was already gone"))
+                                    "was deleted" if any(d.get("id") == created.get("id") for d in deleted) else "was already gone"))
+            extra = [d for d in deleted if d.get("id") != created.get("id")]
+            if extra:
+                warnings.append("The instantiate request was sent again after an answer that did not say whether Graph had "
+                                "acted (HTTP 503 or 429), and Graph had: deleted the extra application(s) it made, %s; kept %s."
+                                % (_ids(extra), _ids([app])))
     _check_account(app, sp, account_id)
     if needs_marking(sp, account_id):
         sp = service.mark(sp, account_id)

@@ -101,10 +101,17 @@ def test_lifecycle_create_rerun_drift_duplicate_purge_absent(emulator, playbook)
     assert sixth.changed == 1
     assert assigned(emulator.state(), sp) == set()
 
-    # Removal of both apps by app_id, then removal again is a no-op.
+    # Removal of both apps by app_id: the duplicate made outside the collection carries no marker and is left alone
+    # until delete_unmarked says so. Then removal again is a no-op.
     emulator.reset_log()
     seventh = playbook("apps_absent.yml", extra_vars={"app_prefix": prefix, "app_pins": [app["appId"], duplicate["app_id"]]})
-    assert seventh.changed == 1, "one looped task (both items changed)"
+    assert seventh.changed == 1, "one looped task (the marked app's item changed)"
+    assert len(operations(emulator, "applications.delete")) == 1
+    assert "has no entrascim.cloudflare marker" in seventh.output
+    assert [a["id"] for a in apps_named(emulator.state(), name)] == [duplicate["application_id"]]
+    seventh = playbook("apps_absent.yml", extra_vars={"app_prefix": prefix, "app_pins": [duplicate["app_id"]],
+                                                      "app_delete_unmarked": True})
+    assert seventh.changed == 1
     assert len(operations(emulator, "applications.delete")) == 2
     state = emulator.state()
     assert apps_named(state, name) == []

@@ -532,3 +532,41 @@ def test_created_app_is_marked_with_the_account(clock):
     sp = graph.sps[result["service_principal"]["id"]]
     assert sp["tags"] == TEMPLATE_TAGS + [MARKER_TAG, "entrascim.cloudflare:account:" + ACCOUNT]
     assert result["service_principal"]["managed"] is True and result["service_principal"]["cloudflare_account_id"] == ACCOUNT
+
+
+@pytest.mark.parametrize("wait", [True, False])
+@pytest.mark.parametrize("retry_sorts_first", [True, False])
+def test_an_instantiate_sent_twice_after_graph_acted_leaves_one_app(clock, wait, retry_sorts_first):
+    """Item 14: a 503 answered after Graph created the app, then the retry created a second one, in the same second."""
+    graph = FakeGraph()
+    original = graph.post
+
+    def post_twice(path, body=None):
+        first = original(path, body)["application"]
+        second = original(path, body)
+        graph.calls.remove(("POST", path, body))
+        stamp = "2026-12-04T10:00:00Z"
+        graph.apps[first["id"]]["createdDateTime"] = stamp
+        graph.apps[second["application"]["id"]]["createdDateTime"] = stamp
+        ids = sorted([first["id"], second["application"]["id"]])
+        if retry_sorts_first != (second["application"]["id"] == ids[0]):
+            # make the tie-break (by id) pick the app the test wants as the oldest
+            old_first, old_second = first["id"], second["application"]["id"]
+            graph.apps[old_first]["id"], graph.apps[old_second]["id"] = old_second, old_first
+            graph.apps[old_second], graph.apps[old_first] = graph.apps.pop(old_first), graph.apps.pop(old_second)
+            second["application"]["id"] = old_first
+        graph.last_attempts = 2
+        return second
+
+    graph.post = post_twice
+    svc = service(graph, clock, now=lambda: 1796378400.0)  # 2026-12-04T10:00:00Z
+    result = ensure_app(svc, "present", "Prod", TEMPLATE, wait=wait)
+    assert len(graph.apps) == 1, "the extra app the first attempt made must be deleted in the same run"
+    survivor = next(iter(graph.apps.values()))
+    assert result["application"]["id"] == survivor["id"]
+    assert graph.sp_of(survivor)["tags"][-1] == MARKER_TAG
+    assert len([call for call in graph.calls if call[0] == "DELETE"]) == 1
+    graph.calls[:] = []
+    graph.post = original
+    again = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=wait)
+    assert again["changed"] is False and graph.writes == []
