@@ -370,8 +370,12 @@ class AppService:
 
     def _own_retries(self, keep):
         """Apps (besides ``keep``) that an earlier attempt of this run's own ``instantiate`` made: when the request was
-        sent more than once (a 503 or 429 answered after Graph had acted), the listed apps created between its start and
-        its answer. Nobody else would clean them up."""
+        sent more than once, the listed apps created between its start and its answer. A 503 does not say whether the
+        service acted before answering (microsoft-graph-docs-contrib concepts/errors.md), so an attempt answered 503 may
+        have made an app nobody else would clean up. (A 429 means the request was not processed; the run cannot tell
+        which attempt got which answer, so any retried create is settled.) An app a concurrent run made within the
+        same seconds is indistinguishable and is deleted too: every run keeps the oldest, so it converges on the same
+        app (docs/resilience.md)."""
         if not self.retried_create or not self.create_window:
             return []
         start, end = self.create_window
@@ -508,7 +512,7 @@ def ensure_present(service, display_name, template_id, app_id=None, wait=True, c
             extra = [d for d in deleted if d.get("id") != created.get("id")]
             if extra:
                 warnings.append("The instantiate request was sent again after an answer that did not say whether Graph had "
-                                "acted (HTTP 503 or 429), and Graph had: deleted the extra application(s) it made, %s; kept %s."
+                                "acted (HTTP 503), and Graph had: deleted the extra application(s) made meanwhile, %s; kept %s."
                                 % (_ids(extra), _ids([app])))
     _check_account(app, sp, account_id)
     if needs_marking(sp, account_id):

@@ -255,8 +255,11 @@ def test_examples_run_unchanged_against_the_emulator(emulator, playbook, secrets
         assert result.failed == 0 and result.recap["localhost"]["ok"] >= 1, "stage %s:\n%s" % (stage, result.output[-6000:])
         return result
 
-    # Made before: the app of a staging account, with a provisioning job and an assignment (the delete example's app).
+    # Made before by the collection (it carries the marker tag): the app of a staging account, with a provisioning job and
+    # an assignment (the delete example's app).
     staging = emulator.mutate("create_duplicate_app", display_name=STAGING)
+    tags = graph.call("GET", "servicePrincipals/%s?$select=tags" % staging["sp_id"]).get("tags") or []
+    graph.call("PATCH", "servicePrincipals/%s" % staging["sp_id"], {"tags": tags + ["entrascim.cloudflare"]})
     graph.call("POST", "servicePrincipals/%s/synchronization/jobs" % staging["sp_id"], {"templateId": "scim"})
     graph.assign(staging["sp_id"], groups["Cloudflare Admins"])
 

@@ -305,7 +305,7 @@ BAD_CASES = [
     ("bad-token", "token Cloudflare rejects",
      {"cloudflare_scim_token": "faults-cf-token-never-issued-Hs3Lq"},
      ["Try the token against the Cloudflare SCIM endpoint, before anything is written", "HTTP 401",
-      "SCIM Provisioning permission"]),
+      "SCIM Provisioning > Edit"]),
     ("no-scim", "token without SCIM permission",
      {"cloudflare_scim_token": "@no-scim"},
      ["Try the token against the Cloudflare SCIM endpoint, before anything is written", "HTTP 403",
@@ -671,6 +671,8 @@ class RaceGraph(object):
     def get(self, path, params=None, **dummy):
         self.calls.append(("GET", path))
         kind, object_id = path.strip("/").split("/")[:2]
+        if kind == "applicationTemplates":
+            return {"id": object_id, "displayName": "Non-gallery"}
         found = {"applications": self.apps, "servicePrincipals": self.sps}[kind].get(object_id)
         if "/synchronization/jobs/" in path:
             found = self.jobs.get(path.rsplit("/", 1)[1])
@@ -692,6 +694,11 @@ class RaceGraph(object):
         if self.on_instantiate is not None:
             self.on_instantiate()
         return dict(job)
+
+    def patch(self, path, body, **dummy):
+        """entra_app tags the service principal it created or adopted (its marker)."""
+        self.calls.append(("PATCH", path))
+        self.sps[path.rsplit("/", 1)[1]]["tags"] = list(body["tags"])
 
     def delete(self, path, **dummy):
         self.calls.append(("DELETE", path))
