@@ -10,8 +10,9 @@ secret, the certificate password and the Cloudflare tokens contain ``"`` and ``\
 does not look like the secret; the client secret and some of the tokens are passed with a trailing newline (what a
 vault value or a YAML ``|`` block gives) while the emulator knows them without it, so the flow only works when the
 collection strips them. A fourth account has a token Cloudflare does not know (with ``"`` and a trailing newline):
-provision and audit fail for that account only, the others go on, and its failure messages and its audit report are
-searched like everything else.
+provision (once failing at the role's try of the token before any write, once with the checks off failing at Entra's
+Test Connection) and audit fail for that account only, the others go on, and its failure messages and its audit report
+are searched like everything else.
 
 Then each secret used (the client secret, the certificate password, every Cloudflare token old, new and unknown, and
 every access token the token endpoint issued, read back from the 0600 token cache) is searched, as passed and
@@ -144,13 +145,16 @@ def test_no_secret_anywhere(emulator, playbook, tmp_path):
     by_certificate.update(client_id=CERT_CLIENT_ID, client_certificate_path=str(pem_file),
                           client_certificate_password=CERT_PASSWORD, auth_method="certificate")
 
-    def hosts(generation, unknown=False):
+    def hosts(generation, unknown=False, verify=True):
         inventory = dict(("leak-%d" % i, {"cloudflare_scim_account_id": account_id(i), "cloudflare_scim_token": passed_token(i, generation),
                                           "cloudflare_scim_assignments": [{"type": "group", "display_name": GROUP}]})
                          for i in range(ACCOUNTS))
         if unknown:
+            # With the checks (the default) the unknown token fails before anything is written, at the role's own try of
+            # the token; without them (verify=False) it fails at Entra's Test Connection: both failure paths are scanned.
             inventory[BAD_HOST] = {"cloudflare_scim_account_id": account_id(ACCOUNTS), "cloudflare_scim_token": UNKNOWN_TOKEN,
-                                   "cloudflare_scim_assignments": [{"type": "group", "display_name": GROUP}]}
+                                   "cloudflare_scim_assignments": [{"type": "group", "display_name": GROUP}],
+                                   "cloudflare_scim_verify": verify}
         return inventory
 
     def access_tokens():
@@ -212,7 +216,7 @@ def test_no_secret_anywhere(emulator, playbook, tmp_path):
     # (playbook, inventory, extra vars, the hosts expected to fail)
     steps = [
         ("provision", hosts(0, unknown=True), dict(common, cloudflare_scim_graph=by_secret), [BAD_HOST]),
-        ("provision", hosts(0), dict(common, cloudflare_scim_graph=by_certificate), []),
+        ("provision", hosts(0, unknown=True, verify=False), dict(common, cloudflare_scim_graph=by_certificate), [BAD_HOST]),
         ("rotate_token", hosts(1), dict(common, cloudflare_scim_graph=by_certificate), []),
         ("audit", hosts(1, unknown=True), dict(common, cloudflare_scim_graph=by_secret), [BAD_HOST]),
         ("deprovision", hosts(1, unknown=True), dict(common, cloudflare_scim_graph=by_secret, cloudflare_scim_confirm_removal=True), []),
@@ -233,7 +237,8 @@ def test_no_secret_anywhere(emulator, playbook, tmp_path):
     with open(str(results)) as handle:
         records = [json.loads(line) for line in handle]
     failures = sorted(set(record["task"] for record in records if record["outcome"] == "failed" and record["host"] == BAD_HOST))
-    for task in ("Test and store the Cloudflare SCIM URL and token", "Check the Cloudflare SCIM endpoint with the token"):
+    for task in ("Try the token against the Cloudflare SCIM endpoint, before anything is written",
+                 "Test and store the Cloudflare SCIM URL and token", "Check the Cloudflare SCIM endpoint with the token"):
         if not any(name.endswith(task) for name in failures):  # role tasks are named "<role> : <task>"
             fail("%s did not fail at %r: its failed tasks are %s" % (BAD_HOST, task, failures))
 
