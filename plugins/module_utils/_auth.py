@@ -735,16 +735,18 @@ class CommandTimeout(Exception):
     """The command runner stopped a command that ran past its deadline."""
 
 
-def run_with_deadline(args, timeout):
-    """Run ``args`` (no shell) and return ``(rc, stdout, stderr)``; kill it and raise ``CommandTimeout`` after ``timeout``
-    seconds. (``AnsibleModule.run_command`` has no deadline: a hung ``az`` would hang the task forever.)"""
-    import subprocess
-
-    try:
-        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+def run_with_deadline(run_command, which, args, timeout):
+    """Run ``args`` with ``run_command(args) -> (rc, stdout, stderr)`` (``AnsibleModule.run_command``, which has no
+    deadline of its own: a hung ``az`` would hang the task forever) under coreutils ``timeout``, which stops it after
+    ``timeout`` seconds (and kills it 5 s later if it ignores that). Raises ``CommandTimeout`` when it was stopped.
+    Without a ``timeout`` program the command runs without a deadline."""
+    wrapper = which("timeout")
+    if not wrapper:
+        return run_command(args)
+    rc, out, err = run_command([wrapper, "--kill-after=5", str(max(1, int(timeout)))] + list(args))
+    if rc in (124, 137):  # timeout(1): 124 when the deadline passed, 128+9 when it had to kill
         raise CommandTimeout(args[0])
-    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    return rc, out, err
 
 
 class AzureCliAuth(_BaseAuth):

@@ -125,9 +125,8 @@ class EntraModule:
         self._auth = auth
         self._client = GraphClient(transport, auth, self.cloud["graph_endpoint"])
 
-    @staticmethod
-    def _run_command(args, timeout):
-        return run_with_deadline(args, timeout)
+    def _run_command(self, args, timeout):
+        return run_with_deadline(self.module.run_command, self.module.get_bin_path, args, timeout)
 
     def _which(self, name):
         return self.module.get_bin_path(name)

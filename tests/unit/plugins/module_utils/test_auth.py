@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+import shutil
 import time
 
 import pytest
@@ -537,7 +538,11 @@ def test_a_cache_file_of_the_wrong_shape_is_treated_as_corrupt(fake_ms, pki, tmp
 
 def test_azure_cli_that_hangs_is_stopped_at_the_timeout(fake_az, monkeypatch):
     monkeypatch.setenv("FAKE_AZ_HANG", "30")
-    auth = AzureCliAuth("https://graph.microsoft.com", run_with_deadline, az_path=fake_az.path, timeout=1)
+
+    def runner(args, timeout):
+        return run_with_deadline(run_command, shutil.which, args, timeout)
+
+    auth = AzureCliAuth("https://graph.microsoft.com", runner, az_path=fake_az.path, timeout=1)
     started = time.monotonic()
     with pytest.raises(AuthError) as info:
         auth.get_token()

@@ -89,14 +89,14 @@ def test_an_access_token_with_a_control_character_is_refused_before_any_request(
 
 def test_a_token_endpoint_issuing_a_token_with_a_newline_cannot_make_it_print(capfd, fake_ms, pki):
     hostile = "tok-hostile-" + "a1b2c3d4e5f6" * 3 + "\nX-Injected: yes"
-    SECRET_VALUES.add(hostile.split("\n")[0])
+    SECRET_VALUES.add(hostile.split("\n", maxsplit=1)[0])
     fake_ms.token_reply = Reply(200, {"token_type": "Bearer", "expires_in": 3599, "access_token": hostile})
     fake_ms.add("GET", "/v1.0/organization", Reply(200, {"value": []}))
     code, result, out = run_module(capfd, args_for(fake_ms, pki, token_cache=False), read_org)
     assert code == 1
     assert result["error_code"] == "InvalidHeaderValue" and "Authorization header" in result["msg"]
     assert fake_ms.graph_requests() == []
-    for form in every_form(hostile) + every_form(hostile.split("\n")[0]):
+    for form in every_form(hostile) + every_form(hostile.split("\n", maxsplit=1)[0]):
         assert form not in out
 
 
@@ -107,8 +107,9 @@ def test_any_exception_is_a_fail_json_redacted_in_every_form(capfd, fake_ms, pki
     def crash(entra):
         entra.client.get("organization")
         token = entra.client.tokens[0]
-        raise ValueError("boom %s | %s | %s | %s" % (json.dumps({"t": token, "s": QUOTED_SECRET}), quote(QUOTED_SECRET, safe=""),
-                                                    repr(QUOTED_SECRET.encode()), quote(token, safe="")))
+        parts = (json.dumps({"t": token, "s": QUOTED_SECRET}), quote(QUOTED_SECRET, safe=""), repr(QUOTED_SECRET.encode()),
+                 quote(token, safe=""))
+        raise ValueError("boom %s | %s | %s | %s" % parts)
 
     fake_ms.register_app(CLIENT_ID, secret=QUOTED_SECRET)
     code, result, out = run_module(capfd, args_for(fake_ms, pki, client_secret=QUOTED_SECRET + "\n"), crash)
