@@ -68,6 +68,9 @@ STEP_PERMISSIONS = {
     "read service principal": _APP_READ,
     "update application": _APP_WRITE,
     "update service principal": _APP_WRITE,
+    "mark the service principal as managed by entrascim.cloudflare": _APP_WRITE,
+    "read application template": StepPermission(
+        [], note="Needs no permission beyond a valid Microsoft Graph token (applicationtemplate-get.md)."),
     "delete application": _APP_WRITE,
     "list synchronization templates": _SYNC_READ,
     "list synchronization jobs": _SYNC_READ,
@@ -123,6 +126,8 @@ def permission_hint(step, status=403):
     prefix = _TOKEN_ADVICE + " " if status == 401 else ""
     if perm is None:
         return prefix + GENERAL_ADVICE
+    if not perm.required:
+        return prefix + (perm.note or GENERAL_ADVICE)
     if len(perm.required) > 1:
         needed = " and ".join(perm.required)
         text = "This step needs the Microsoft Graph application permissions %s" % needed

@@ -509,7 +509,8 @@ ROUTES = [
     Route("GET", "/servicePrincipals/{sp}", "servicePrincipals.get", perms.APP_READ, get_service_principal),
     Route("PATCH", "/servicePrincipals/{sp}", "servicePrincipals.patch", perms.APP_WRITE, patch_service_principal, True),
     Route("DELETE", "/servicePrincipals/{sp}", "servicePrincipals.delete", perms.APP_WRITE, delete_service_principal, True),
-    Route("GET", "/applicationTemplates/{template}", "applicationTemplates.get", perms.APP_READ, get_application_template),
+    # applicationtemplate-get.md: "Additional permissions are not required to call this API" (any valid token).
+    Route("GET", "/applicationTemplates/{template}", "applicationTemplates.get", perms.NONE, get_application_template),
     Route("POST", "/applicationTemplates/{template}/instantiate", "instantiate", perms.INSTANTIATE, instantiate, True),
     Route("POST", "/applicationTemplates/{template}/microsoft.graph.instantiate", "instantiate", perms.INSTANTIATE, instantiate, True),
     Route("GET", "/servicePrincipals/{sp}/appRoleAssignedTo", "appRoleAssignedTo.list", perms.ASSIGNMENT_READ, list_assignments),
