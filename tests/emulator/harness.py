@@ -208,3 +208,17 @@ class Emulator:
         if response.status_code != 200:
             raise EmulatorError("token request failed with %d: %s" % (response.status_code, response.json().get("error")))
         return response.json()["access_token"]
+
+
+def role_vars(emulator):
+    """The extra vars with which the collection's playbooks reach the emulator: Graph auth for module_defaults
+    (``cloudflare_scim_graph``, templated from the ``emu`` variables of ``playbook``) and the Cloudflare endpoint."""
+    return {
+        "cloudflare_scim_graph": {
+            "tenant_id": "{{ emu.tenant_id }}", "client_id": "{{ emu.client_id }}", "client_secret": "{{ emu.client_secret }}",
+            "graph_endpoint": "{{ emu.graph_endpoint }}", "authority_host": "{{ emu.authority_host }}",
+            "ca_path": "{{ emu.ca_path }}", "token_cache_path": "{{ emu.token_cache_path }}",
+        },
+        "cloudflare_scim_api_endpoint": emulator.cloudflare_api_endpoint,
+        "cloudflare_scim_ca_path": emulator.ca_path,
+    }

@@ -145,3 +145,4 @@ def playbook(emulator, secrets, tmp_path):
         return result
 
     return run
+

@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 import os
 
+from tests.emulator import harness
+
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "playbooks")
 GROUP = "Checks First Users"
 MEMBER = "checks.first@contoso.com"
@@ -49,15 +51,7 @@ def test_nothing_is_written_for_a_fresh_account_whose_inputs_are_wrong(emulator,
                               "cloudflare_scim_assignments": [], "cloudflare_scim_assignments_purge": True},
     }
     secrets.add("rejected token", "checks-first-never-issued-Lp4")
-    extra = {
-        "cloudflare_scim_graph": {
-            "tenant_id": "{{ emu.tenant_id }}", "client_id": "{{ emu.client_id }}", "client_secret": "{{ emu.client_secret }}",
-            "graph_endpoint": "{{ emu.graph_endpoint }}", "authority_host": "{{ emu.authority_host }}",
-            "ca_path": "{{ emu.ca_path }}", "token_cache_path": "{{ emu.token_cache_path }}",
-        },
-        "cloudflare_scim_api_endpoint": emulator.cloudflare_api_endpoint,
-        "cloudflare_scim_ca_path": emulator.ca_path,
-    }
+    extra = harness.role_vars(emulator)
     emulator.reset_log()
     result = playbook(os.path.join(PLAYBOOKS, "provision.yml"), hosts=hosts, extra_vars=extra, expect_rc=None)
     assert result.rc == 2, result.output[-3000:]

@@ -16,6 +16,8 @@ import os
 
 import pytest
 
+from tests.emulator import harness
+
 PLAYBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "playbooks")
 ACCOUNTS = 10
 GROUP = "E2E Cloudflare Users"
@@ -62,15 +64,7 @@ def fleet(emulator, secrets):
 
 
 def run(playbook, fleet, emulator, name="provision", **options):
-    extra = {
-        "cloudflare_scim_graph": {
-            "tenant_id": "{{ emu.tenant_id }}", "client_id": "{{ emu.client_id }}", "client_secret": "{{ emu.client_secret }}",
-            "graph_endpoint": "{{ emu.graph_endpoint }}", "authority_host": "{{ emu.authority_host }}",
-            "ca_path": "{{ emu.ca_path }}", "token_cache_path": "{{ emu.token_cache_path }}",
-        },
-        "cloudflare_scim_api_endpoint": emulator.cloudflare_api_endpoint,
-        "cloudflare_scim_ca_path": emulator.ca_path,
-    }
+    extra = harness.role_vars(emulator)
     extra.update(options.pop("extra_vars", {}))
     # By path, as from a project checkout; "fqcn:" runs the playbook as a collection playbook (entrascim.cloudflare.<name>).
     target = "entrascim.cloudflare." + name[5:] if name.startswith("fqcn:") else os.path.join(PLAYBOOKS, name + ".yml")
