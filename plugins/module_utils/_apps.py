@@ -41,7 +41,8 @@ import time
 from urllib.parse import quote
 
 from ._consistency import retry_replication, wait_until_visible
-from ._errors import CollectionError, GraphError, error_step
+from ._cloudflare import valid_account_id
+from ._errors import GraphError, InputError, ReportedError, error_step
 from ._graph import batch_get, odata_quote
 
 APPLICATION_FIELDS = "id,appId,displayName,applicationTemplateId,createdDateTime"
@@ -54,16 +55,9 @@ CONSECUTIVE_READS = 3
 INSTANTIATE_WINDOW = 3
 
 
-class AppError(CollectionError):
-    """A problem with what was found (duplicates, a pinned app that does not match, a missing service principal).
-
-    ``details`` are extra keys for ``fail_json`` (for example ``duplicates``).
-    """
-
-    def __init__(self, message, **details):
-        super(AppError, self).__init__(message)
-        self.message = message
-        self.details = details
+class AppError(ReportedError):
+    """A problem with what was found (duplicates, a pinned app that does not match, a missing service principal);
+    ``extra`` are more keys for ``fail_json`` (for example ``duplicates``)."""
 
 
 def application_result(app):
@@ -563,6 +557,10 @@ def ensure_absent(service, display_name, template_id, app_id=None, wait=True, ch
 def ensure_app(service, state, display_name, template_id, app_id=None, wait=True, check_mode=False, account_id=None,
                delete_unmarked=False):
     """Entry point of the entra_app module."""
+    if account_id is not None and not valid_account_id(account_id):
+        raise InputError("account_id must be the 32 hexadecimal characters of a Cloudflare account ID, got %r" % account_id)
+    if delete_unmarked and not (app_id and state == "absent"):
+        raise InputError("delete_unmarked needs state=absent and app_id: it deletes one exact app, never one found by name")
     account_id = account_id.lower() if account_id else None
     if state == "absent":
         return ensure_absent(service, display_name, template_id, app_id=app_id, wait=wait, check_mode=check_mode,

@@ -25,7 +25,7 @@ import time
 from urllib.parse import quote
 
 from ._consistency import retry_replication
-from ._errors import CollectionError, GraphError, error_step
+from ._errors import GraphError, ReportedError, error_step
 from ._graph import batch_error, batch_get, encode_query, odata_quote
 
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
@@ -36,22 +36,22 @@ PRINCIPAL_TYPES = {"user": "User", "group": "Group"}
 IDENTIFIERS = ("id", "display_name", "user_principal_name")
 
 
-class AssignmentError(CollectionError):
-    """Bad input or an unresolvable principal/role (raised before anything is written); ``details`` go to fail_json."""
-
-    def __init__(self, message, **details):
-        super(AssignmentError, self).__init__(message)
-        self.message = message
-        self.details = details
+class AssignmentError(ReportedError):
+    """Bad input or an unresolvable principal/role (raised before anything is written); ``extra`` go to fail_json."""
 
 
-class PartialFailure(Exception):
-    """A write failed after other writes of the same run succeeded: ``error`` (GraphError) and ``result`` so far."""
+class PartialFailure(GraphError):
+    """A write failed after other writes of the same run succeeded: the failed write's GraphError (``error``), reported as
+    that error, with the result so far (``result``; its keys but the diff go to fail_json)."""
 
     def __init__(self, error, result):
-        super(PartialFailure, self).__init__(str(error))
+        super(PartialFailure, self).__init__(error.message, status=error.status, code=error.code, request_id=error.request_id,
+                                             date=error.date, outer_code=error.outer_code, method=error.method, url=error.url,
+                                             attempts=error.attempts)
+        self.step = error.step
         self.error = error
         self.result = result
+        self.extra = dict((key, value) for key, value in result.items() if key != "diff")
 
 
 def is_lag(err):
@@ -405,7 +405,8 @@ def ensure_assignments(service, principals, app_role="User", state="present", pu
     to_add, to_remove = plan(existing, desired, role["id"], state, purge)
     before = principal_view(existing, role_names)
     result = {"changed": bool(to_add or to_remove), "app_role": role, "skipped_principals": missing,
-              "warnings": reserved_prefix_warnings(desired) if state == "present" else []}
+              "warnings": (reserved_prefix_warnings(desired) if state == "present" else [])
+              + ["%s: nothing to remove" % skipped for skipped in missing]}
     planned = [{"id": None, "principalId": p["id"], "principalType": p["type"], "principalDisplayName": p["display_name"],
                 "appRoleId": role["id"], "resourceId": service.sp_id} for p in to_add]
     if check_mode or not (to_add or to_remove):

@@ -87,11 +87,11 @@ class CloudflareError(CollectionError):
 
     def __init__(self, message, status=None, code=None, url=None, ray_id=None):
         super(CloudflareError, self).__init__(message)
-        self.message = message
         self.status = status
         self.code = code
         self.url = url
         self.ray_id = ray_id
+        self.request_id = ray_id
 
     def __str__(self):
         head = "HTTP %s" % self.status if self.status is not None else (self.code or "Error")

@@ -92,6 +92,7 @@ class EntraModule:
                              "ca_path for a private CA instead, and validate_certs=false only in tests.")
         self._client = None
         self._auth = None
+        self.progress = []  # the wait steps of the module (returned as ``progress``, also on failure)
 
     def __getattr__(self, name):
         if name == "module":
@@ -150,7 +151,7 @@ class EntraModule:
         """The one try/except of a module (``_runner.ModuleRunner.run``): ``fn(self)`` returns the result dict, which is
         passed to exit_json; an error becomes fail_json (the step is the error's ``error_step`` tag, else ``step``, else
         "call Microsoft Graph"), with every secret redacted."""
-        self.runner.run(lambda: fn(self), step=step, before_exit=self._collect)
+        self.runner.run(lambda: fn(self), step=step, before_exit=self._collect, diff_mode=self.diff_mode, progress=self.progress)
 
 
 def option_problems(params):

@@ -149,8 +149,38 @@ def unwrap_message(code, message):
 
 class CollectionError(Exception):
     """Base of every error that module_utils raise on purpose (``GraphError``, ``AuthError``, ``CloudflareError``, the
-    resources' own errors): ``_runner.ModuleRunner`` turns one into "Failed to <step>: ..."; any other exception is
-    reported as unexpected."""
+    resources' own errors): ``_runner.ModuleRunner`` turns one into ``fail_json``; any other exception is reported as
+    unexpected.
+
+    Every error has ``message``, ``step`` (what was being done), ``status`` (HTTP, None without an answer), ``code``
+    (the service's error code), ``request_id`` (Graph ``request-id`` or Cloudflare ``cf-ray``) and ``extra`` (more
+    ``fail_json`` keys). ``own_message`` errors (problems found by our own logic: duplicates, unresolvable names) are
+    reported with their message as it is; the others as "Failed to <step>: <code>: <message> (request-id ...)".
+    """
+
+    own_message = False
+    step = None
+    status = None
+    code = None
+    request_id = None
+
+    def __init__(self, message, step=None, **extra):
+        super(CollectionError, self).__init__(message)
+        self.message = message
+        if step:
+            self.step = step
+        self.extra = extra
+
+
+class ReportedError(CollectionError):
+    """A problem our own logic found (bad input, duplicates, a name that matches nothing), raised before any write unless
+    it says otherwise; its message is the whole sentence and ``extra`` go to fail_json."""
+
+    own_message = True
+
+
+class InputError(ReportedError, ValueError):
+    """An option value that cannot work, found before anything is sent."""
 
 
 class GraphError(CollectionError):
@@ -167,7 +197,6 @@ class GraphError(CollectionError):
                  outer_code=None, client_request_id=None, method=None, url=None, attempts=None, details=None):
         code, message, unwrapped_outer = unwrap_message(code, message)
         super(GraphError, self).__init__(message)
-        self.message = message
         self.status = status
         self.code = code
         self.outer_code = outer_code or unwrapped_outer
@@ -259,12 +288,8 @@ class AuthError(CollectionError):
     def __init__(self, message, code=None, correlation_id=None, secrets=None):
         message = redact(message, secrets)
         super(AuthError, self).__init__(message)
-        self.message = message
         self.code = code
         self.correlation_id = correlation_id
-        self.status = None
-        self.request_id = None
-        self.step = None
 
     def __str__(self):
         return "%s: %s" % (self.code, self.message) if self.code else str(self.message)
@@ -293,6 +318,8 @@ def failure_message(step, err):
     For HTTP 401/403 the message also says which Microsoft Graph permission(s) the step needs
     (from ``_permissions``); an unknown step gets the general advice.
     """
+    if getattr(err, "own_message", False):
+        return err.message
     step = step or getattr(err, "step", None) or "call Microsoft Graph"
     if isinstance(err, AuthError):
         text = "Failed to %s: could not get a Microsoft Graph access token: %s" % (step, err)

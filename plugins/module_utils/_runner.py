@@ -87,9 +87,7 @@ class ModuleRunner:
         """``fail_json`` for an error: "Failed to <step>: <code>: <message> (request-id ...)" plus status/error_code/
         request_id (``_errors.failure_details``) and the error's own ``details`` keys."""
         result = failure_details(err)
-        details = getattr(err, "details", None)
-        if isinstance(details, dict):
-            result.update(details)
+        result.update(getattr(err, "extra", None) or {})
         result.update(extra)
         self.fail_message(failure_message(getattr(err, "step", None) or step, err), **result)
 
@@ -100,10 +98,12 @@ class ModuleRunner:
             self.warn(warning)
         self.module.exit_json(**redact_value(result, self._secrets))
 
-    def run(self, fn, step=None, before_exit=None):
+    def run(self, fn, step=None, before_exit=None, diff_mode=True, progress=None):
         """Call ``fn()`` and exit with its result; any exception becomes ``fail_json`` (see the module docstring).
 
         ``before_exit`` (optional) is called before exiting either way (to emit the auth warnings, collect tokens).
+        The result's ``warnings`` become Ansible warnings; its ``diff`` is kept only in ``diff_mode``; a non-empty
+        ``progress`` list (the module's wait steps) is returned as ``progress``, also when the module fails.
         """
         failure = None
         result = None
@@ -113,10 +113,15 @@ class ModuleRunner:
             failure = err
         if before_exit is not None:
             before_exit()
+        shown = {"progress": list(progress)} if progress else {}
         if failure is not None:
             if not isinstance(failure, CollectionError):
                 failure = UnexpectedError(failure)
-            self.fail_error(failure, step=step)
+            self.fail_error(failure, step=step, **shown)
+        result = dict(result or {})
+        if not diff_mode:
+            result.pop("diff", None)
+        result.update(shown)
         self.exit(result)
 
 

@@ -37,7 +37,7 @@ from urllib.parse import quote, urlparse
 
 from ._apps import marker_of
 from ._consistency import ConsistencyTimeout, is_replication_error, retry_replication, wait_until_visible
-from ._errors import GraphError, error_step
+from ._errors import GraphError, InputError, error_step
 from ._graph import batch_get, odata_quote
 
 DEFAULT_TEMPLATE_ID = "scim"
@@ -610,10 +610,10 @@ def write_fingerprint(notes, fingerprint):
 
 
 def check_base_address(base_address):
-    """Raise ValueError unless ``base_address`` is an https URL with a host."""
+    """Raise InputError (a ValueError) unless ``base_address`` is an https URL with a host."""
     parsed = urlparse(base_address or "")
     if parsed.scheme.lower() != "https" or not parsed.hostname:
-        raise ValueError("base_address must be an https URL such as https://api.cloudflare.com/client/v4/accounts/<account id>/scim/v2, "
+        raise InputError("base_address must be an https URL such as https://api.cloudflare.com/client/v4/accounts/<account id>/scim/v2, "
                          "got %r" % base_address)
 
 
@@ -747,7 +747,7 @@ def ensure_secrets(service, base_address, secret_token, sync_all=None, notificat
     """
     check_base_address(base_address)
     if not secret_token:
-        raise ValueError("secret_token must not be empty")
+        raise InputError("secret_token must not be empty")
     notes, current = service.read_notes_and_secrets()
     plan = plan_secrets(service.sp_id, current, notes, base_address, secret_token, sync_all=sync_all,
                         notification_email=notification_email, update_secret_token=update_secret_token)

@@ -239,33 +239,17 @@ progress:
     - "waiting for application 9ac1b9e4-6d45-4f1c-8a3c-0f6a0b9d1c11: read 1, visible (1 of 3 consecutive reads), 0 s elapsed"
 """
 
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import AppError, AppService, ensure_app
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._cloudflare import valid_account_id
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import AppService, ensure_app
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
 
 
 def run(entra):
     params = entra.params
-    progress = []
     service = AppService(entra.client, wait_timeout=params["wait_timeout"], sleep=entra.sleep, clock=entra.clock,
-                         progress=progress.append)
-    template_id = params["template_id"] or entra.cloud["non_gallery_template_id"]
-    if params["account_id"] is not None and not valid_account_id(params["account_id"]):
-        entra.module.fail_json(msg="account_id must be the 32 hexadecimal characters of a Cloudflare account ID, got %r"
-                               % params["account_id"])
-    if params["delete_unmarked"] and not (params["app_id"] and params["state"] == "absent"):
-        entra.module.fail_json(msg="delete_unmarked needs state=absent and app_id: it deletes one exact app, never one found by name")
-    try:
-        result = ensure_app(service, params["state"], params["display_name"], template_id, app_id=params["app_id"],
-                            wait=params["wait"], check_mode=entra.check_mode, account_id=params["account_id"],
-                            delete_unmarked=params["delete_unmarked"])
-    except AppError as err:
-        entra.module.fail_json(msg=err.message, progress=progress, **err.details)
-    if progress:
-        result["progress"] = progress
-    if not entra.diff_mode:
-        result.pop("diff")
-    return result
+                         progress=entra.progress.append)
+    return ensure_app(service, params["state"], params["display_name"], params["template_id"] or entra.cloud["non_gallery_template_id"],
+                      app_id=params["app_id"], wait=params["wait"], check_mode=entra.check_mode, account_id=params["account_id"],
+                      delete_unmarked=params["delete_unmarked"])
 
 
 def main():

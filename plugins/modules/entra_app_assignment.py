@@ -227,36 +227,16 @@ progress:
   sample: ["retrying reading service principal a750f6cf-2319-464a-bcc3-456926736a91: attempt 1 answered HTTP 404 ..."]
 """
 
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._assignments import (
-    AssignmentError,
-    AssignmentService,
-    PartialFailure,
-    ensure_assignments,
-)
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._assignments import AssignmentService, ensure_assignments
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
 
 
 def run(entra):
     params = entra.params
-    progress = []
     service = AssignmentService(entra.client, params["service_principal_id"], wait_timeout=params["wait_timeout"],
-                                sleep=entra.sleep, clock=entra.clock, progress=progress.append)
-    try:
-        result = ensure_assignments(service, params["principals"], app_role=params["app_role"], state=params["state"],
-                                    purge=params["purge"], check_mode=entra.check_mode, allow_purge_all=params["allow_purge_all"])
-    except AssignmentError as err:
-        entra.module.fail_json(msg=err.message, **err.details)
-    except PartialFailure as err:
-        partial = dict(err.result)
-        partial.pop("diff", None)
-        entra.fail(err.error.step, err.error, **partial)
-    for skipped in result["skipped_principals"]:
-        entra.module.warn("%s: nothing to remove" % skipped)
-    if progress:
-        result["progress"] = progress
-    if not entra.diff_mode:
-        result.pop("diff")
-    return result
+                                sleep=entra.sleep, clock=entra.clock, progress=entra.progress.append)
+    return ensure_assignments(service, params["principals"], app_role=params["app_role"], state=params["state"],
+                              purge=params["purge"], check_mode=entra.check_mode, allow_purge_all=params["allow_purge_all"])
 
 
 def main():

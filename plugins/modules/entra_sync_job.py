@@ -289,7 +289,7 @@ progress:
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import (
-    JOB_STATES, MIN_POLL_INTERVAL, RESET_SCOPES, WAIT_MODES, SyncError, SyncService, ensure_job,
+    JOB_STATES, MIN_POLL_INTERVAL, RESET_SCOPES, WAIT_MODES, SyncService, ensure_job,
 )
 
 
@@ -299,24 +299,11 @@ def run(entra):
         entra.module.fail_json(msg="poll_interval must be at least %d seconds" % MIN_POLL_INTERVAL)
     if params["wait"] != "none" and params["state"] not in ("started", "restarted"):
         entra.module.fail_json(msg="wait=%s needs state=started or state=restarted" % params["wait"])
-    progress = []
     service = SyncService(entra.client, params["service_principal_id"], timeout=params["wait_timeout"], sleep=entra.sleep,
-                          clock=entra.clock, progress=progress.append)
-    try:
-        result = ensure_job(service, params["state"], template_id=params["template_id"], reset_scope=params["reset_scope"],
-                            recover_quarantine=params["recover_quarantine"], wait=params["wait"],
-                            wait_timeout=params["wait_timeout"], poll_interval=params["poll_interval"],
-                            check_mode=entra.check_mode)
-    except SyncError as err:
-        entra.fail(err.step, err, progress=progress, **err.extra)
-        raise  # not reached: fail() exits
-    for warning in result.pop("warnings"):
-        entra.module.warn(warning)
-    if progress:
-        result["progress"] = progress
-    if not entra.diff_mode:
-        result.pop("diff")
-    return result
+                          clock=entra.clock, progress=entra.progress.append)
+    return ensure_job(service, params["state"], template_id=params["template_id"], reset_scope=params["reset_scope"],
+                      recover_quarantine=params["recover_quarantine"], wait=params["wait"], wait_timeout=params["wait_timeout"],
+                      poll_interval=params["poll_interval"], check_mode=entra.check_mode)
 
 
 def main():

@@ -261,24 +261,16 @@ provisioning_failures:
 """
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import SyncError, sync_job_info
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import sync_job_info
 
 
 def run(entra):
     params = entra.params
     if params["provisioning_logs"] < 0:
         entra.module.fail_json(msg="provisioning_logs must be 0 or more")
-    try:
-        result = sync_job_info(entra.client, service_principal_id=params["service_principal_id"],
-                               display_name=params["display_name"],
-                               application_template_id=params["application_template_id"] or entra.cloud["non_gallery_template_id"],
-                               template_id=params["template_id"], provisioning_logs=params["provisioning_logs"])
-    except SyncError as err:
-        entra.fail(err.step, err, **err.extra)
-        raise  # not reached: fail() exits
-    for warning in result.pop("warnings"):
-        entra.module.warn(warning)
-    return result
+    return sync_job_info(entra.client, service_principal_id=params["service_principal_id"], display_name=params["display_name"],
+                         application_template_id=params["application_template_id"] or entra.cloud["non_gallery_template_id"],
+                         template_id=params["template_id"], provisioning_logs=params["provisioning_logs"])
 
 
 def main():

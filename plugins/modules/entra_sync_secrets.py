@@ -197,33 +197,18 @@ settings:
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import (
-    UPDATE_TOKEN_MODES, SyncError, SyncService, check_base_address, ensure_secrets,
+    UPDATE_TOKEN_MODES, SyncService, ensure_secrets,
 )
 
 
 def run(entra):
     params = entra.params
-    try:
-        check_base_address(params["base_address"])
-    except ValueError as exc:
-        entra.module.fail_json(msg=str(exc))
-    if not params["secret_token"]:
-        entra.module.fail_json(msg="secret_token must not be empty")
     service = SyncService(entra.client, params["service_principal_id"], timeout=params["wait_timeout"], sleep=entra.sleep,
                           clock=entra.clock)
-    try:
-        result = ensure_secrets(service, params["base_address"], params["secret_token"], sync_all=params["sync_all"],
-                                notification_email=params["notification_email"], validate=params["validate"],
-                                update_secret_token=params["update_secret_token"], job_id=params["job_id"],
-                                template_id=params["template_id"], check_mode=entra.check_mode)
-    except SyncError as err:
-        entra.fail(err.step, err, **err.extra)
-        raise  # not reached: fail() exits
-    for warning in result.pop("warnings"):
-        entra.module.warn(warning)
-    if not entra.diff_mode:
-        result.pop("diff")
-    return result
+    return ensure_secrets(service, params["base_address"], params["secret_token"], sync_all=params["sync_all"],
+                          notification_email=params["notification_email"], validate=params["validate"],
+                          update_secret_token=params["update_secret_token"], job_id=params["job_id"],
+                          template_id=params["template_id"], check_mode=entra.check_mode)
 
 
 def main():

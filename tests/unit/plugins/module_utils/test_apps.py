@@ -259,7 +259,7 @@ def test_duplicates_fail_listing_ids_and_how_to_pin(clock):
         ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
     message = caught.value.message
     assert first["id"] in message and second["appId"] in message and "app_id" in message
-    assert sorted(d["id"] for d in caught.value.details["duplicates"]) == sorted([first["id"], second["id"]])
+    assert sorted(d["id"] for d in caught.value.extra["duplicates"]) == sorted([first["id"], second["id"]])
     assert graph.writes == []
 
 
