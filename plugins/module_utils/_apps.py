@@ -40,7 +40,7 @@ import time
 
 from urllib.parse import quote
 
-from ._consistency import retry_replication, wait_until_visible
+from ._consistency import is_not_found, retry_replication, wait_until, wait_until_visible
 from ._cloudflare import valid_account_id
 from ._errors import GraphError, InputError, ReportedError, error_step
 from ._graph import batch_get, odata_quote
@@ -224,18 +224,11 @@ class AppService:
 
     # ------------------------------------------------------------------ waits
     def _poll(self, what, probe):
-        """Call ``probe()`` every ``interval`` seconds until it returns something truthy; fail after ``wait_timeout``."""
-        deadline = self.clock() + self.wait_timeout
-        attempt = 0
-        while True:
-            attempt += 1
-            found = probe()
-            if found:
-                return found
-            if self.clock() + self.interval > deadline:
-                raise AppError("Timed out after %s seconds waiting for %s" % (self.wait_timeout, what))
-            self._say("waiting for %s (attempt %d)" % (what, attempt))
-            self.sleep(self.interval)
+        """``probe()`` every ``interval`` seconds until it returns something truthy; fail after ``wait_timeout``."""
+        return wait_until(probe, self.wait_timeout, interval=self.interval, sleep=self.sleep, clock=self.clock,
+                          progress=self.progress, what=what,
+                          on_timeout=lambda polls, waited: AppError("Timed out after %s seconds waiting for %s (%d polls)"
+                                                                    % (self.wait_timeout, what, polls)))
 
     def wait_for_service_principal(self, app):
         """The service principal of ``app``, polling while replication hides it."""
@@ -279,7 +272,7 @@ class AppService:
                 with error_step("read application"):
                     self.client.get(path, params={"$select": "id"})
             except GraphError as err:
-                if err.status != 404:
+                if not is_not_found(err):
                     raise
                 state["misses"] += 1
                 return state["misses"] >= self.consecutive
@@ -330,7 +323,7 @@ class AppService:
             self.retried_create = (getattr(self.client, "last_attempts", 1) or 1) > 1
             self.create_window = (started, self.now())
         except GraphError as err:
-            if err.status != 404:
+            if not is_not_found(err):
                 raise
             self._say("instantiate answered 404 (%s); looking for the application it may have created" % (err.code or "no code"))
             apps = self._poll("application '%s' created by instantiate to appear" % display_name,
@@ -403,7 +396,7 @@ class AppService:
             with error_step("delete application"):
                 self.client.delete("/applications/%s" % app["id"])
         except GraphError as err:
-            if err.status == 404:
+            if is_not_found(err):
                 return False
             raise
         return True

@@ -24,7 +24,7 @@ import time
 
 from urllib.parse import quote
 
-from ._consistency import retry_replication
+from ._consistency import is_not_found, is_replication_error, retry_replication
 from ._errors import GraphError, ReportedError, error_step
 from ._graph import batch_error, batch_get, encode_query, odata_quote
 
@@ -56,9 +56,7 @@ class PartialFailure(GraphError):
 
 def is_lag(err):
     """Answers a write on a just-created service principal gives until it has replicated (not 403: that is a permission)."""
-    if not isinstance(err, GraphError):
-        return False
-    return err.status in (404, 409) or (err.status == 400 and err.code == "UnknownError")
+    return is_replication_error(err, forbidden=False)
 
 
 def transient(err):
@@ -122,7 +120,7 @@ def _found(principal, obj):
 def interpret(principal, body, error):
     """Turn one lookup answer into ``(resolved principal or None, problem or None)``; raise other Graph errors."""
     if error is not None:
-        if error.status == 404 and principal.get("id"):
+        if is_not_found(error) and principal.get("id"):
             return None, "%s does not exist" % describe(principal)
         raise error
     if principal.get("id"):
@@ -359,7 +357,7 @@ class AssignmentService:
                     raise error
                 deleted.append(assignment)
             except GraphError as err:
-                if err.status != 404 and failure is None:
+                if not is_not_found(err) and failure is None:
                     failure = err
         return deleted, failure
 

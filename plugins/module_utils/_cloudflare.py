@@ -30,6 +30,7 @@ import json
 import re
 import time
 
+from ._consistency import wait_until
 from ._errors import CollectionError, GraphError, redact
 from ._transport import RetryPolicy, Transport
 
@@ -327,15 +328,20 @@ class ScimCheck(object):
         except CloudflareError as err:
             warnings.append("Could not read ServiceProviderConfig: %s" % explain(err, self.client.account_id))
         deadline = self.clock() + self.wait_timeout
+        seen = {}
+
+        def arrived():
+            result["polls"] += 1
+            seen["warnings"] = self._snapshot(result)
+            return not (result["missing_users"] or result["missing_groups"])
+
+        def delay(polls):  # the schedule of POLL_DELAYS, the last sleep cut to what is left of wait_timeout
+            return min(POLL_DELAYS[min(polls, len(POLL_DELAYS)) - 1], max(0.0, deadline - self.clock()))
+
         try:
-            while True:
-                result["polls"] += 1
-                snapshot_warnings = self._snapshot(result)
-                missing = result["missing_users"] or result["missing_groups"]
-                remaining = deadline - self.clock()
-                if not missing or remaining <= 0:
-                    break
-                self.sleep(min(POLL_DELAYS[min(result["polls"], len(POLL_DELAYS)) - 1], remaining))
+            wait_until(arrived, self.wait_timeout, interval=delay, sleep=self.sleep, clock=self.clock,
+                       what="the expected users and groups in Cloudflare", on_timeout=lambda polls, waited: None)
+            snapshot_warnings = seen["warnings"]
         except CloudflareError as err:
             return result, "Cloudflare SCIM check failed while listing users and groups: %s" % explain(err, self.client.account_id), warnings
         warnings.extend(snapshot_warnings)

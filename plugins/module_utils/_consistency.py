@@ -1,7 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) entrascim.cloudflare contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Eventual consistency of Microsoft Entra: waiting for new objects, retrying calls on them.
+"""Every wait of the collection, and the one place that says which Graph answers mean "not yet".
+
+* ``wait_until(predicate, timeout, ...)``: poll a predicate (a named function per resource, kubernetes.core's
+  ``waiter.py`` pattern) until it returns something truthy; ``WaitTimeout`` (or the caller's own error) after
+  ``timeout``. ``wait_until_visible`` (several consecutive successful reads) and ``retry_replication`` (retry a call
+  while the object replicates) are the two Graph-specific forms.
+* The "not yet" vocabulary: ``is_replication_error`` (what a just-created object answers), ``is_not_found`` (a 404
+  that means absent, never a wait that ran out of time).
+
+Eventual consistency of Microsoft Entra: waiting for new objects, retrying calls on them.
 
 A just-created application, service principal or synchronization job can answer 404
 ``Request_ResourceNotFound``, 403, 409 or 400 ``UnknownError`` for minutes (graph_api.md section 9;
@@ -15,7 +24,7 @@ __metaclass__ = type
 
 import time
 
-from ._errors import GraphError
+from ._errors import CollectionError, GraphError
 
 DEFAULT_INTERVAL = 1.0
 MAX_INTERVAL = 10.0
@@ -65,18 +74,66 @@ def _describe(err):
     return "%s: %s" % (head, message) if head else message
 
 
-def is_replication_error(err):
+def is_replication_error(err, forbidden=True):
     """True for the answers a freshly created object gives until it has replicated.
 
-    404 (``Request_ResourceNotFound`` and friends), 403, 409, and 400 ``UnknownError``. A 400
-    whose ``UnknownError`` wrapped a specific inner code (for example ``InvalidNotificationSettings``)
-    is a real validation error, not replication lag, and is not retried.
+    404 (``Request_ResourceNotFound`` and friends), 409, 400 ``UnknownError``, and 403 unless ``forbidden`` is false
+    (where a 403 can only mean a missing permission: a write on a service principal that worked before, an app role
+    assignment). A 400 whose ``UnknownError`` wrapped a specific inner code (for example
+    ``InvalidNotificationSettings``) is a real validation error, not replication lag, and is not retried.
     """
     if not isinstance(err, GraphError) or isinstance(err, ConsistencyTimeout):
         return False
-    if err.status in (403, 404, 409):
+    if err.status in (404, 409) or (forbidden and err.status == 403):
         return True
     return err.status == 400 and err.code == "UnknownError"
+
+
+def is_not_found(err):
+    """True for a 404 that means "absent" (a ``ConsistencyTimeout`` mirrors the last 404 of a wait: never absent)."""
+    return isinstance(err, GraphError) and not isinstance(err, ConsistencyTimeout) and err.status == 404
+
+
+class WaitTimeout(CollectionError):
+    """``wait_until`` ran out of time: ``what`` was awaited for ``waited`` seconds over ``polls`` polls."""
+
+    own_message = True
+
+    def __init__(self, what, waited, polls):
+        super(WaitTimeout, self).__init__("Timed out after %d seconds waiting for %s (%d polls)" % (round(waited), what, polls))
+        self.what = what
+        self.waited = waited
+        self.polls = polls
+
+
+def wait_until(predicate, timeout, interval=DEFAULT_INTERVAL, sleep=time.sleep, clock=time.monotonic, progress=None,
+               what="the awaited state", describe=None, on_timeout=None):
+    """Call ``predicate()`` until it returns something truthy and return that. When ``timeout`` seconds have passed or
+    the next poll would end after them: ``on_timeout(polls, waited)`` decides (an exception it returns is raised,
+    anything else is returned), else ``WaitTimeout`` is raised.
+
+    ``interval`` is seconds between polls, or a function of the poll number (1-based) giving them. ``progress(message)``
+    hears each poll that was not the last: "waiting for <what>: poll <n>[, <describe()>], <s> s elapsed". The predicate
+    may raise to stop the wait (a quarantine, a permission error).
+    """
+    start = clock()
+    polls = 0
+    while True:
+        polls += 1
+        found = predicate()
+        if found:
+            return found
+        elapsed = clock() - start
+        delay = interval(polls) if callable(interval) else interval
+        if elapsed >= timeout or elapsed + delay > timeout:
+            outcome = on_timeout(polls, elapsed) if on_timeout is not None else WaitTimeout(what, elapsed, polls)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        if progress is not None:
+            detail = describe() if describe is not None else None
+            progress("waiting for %s: poll %d%s, %d s elapsed" % (what, polls, ", %s" % detail if detail else "", round(elapsed)))
+        sleep(delay)
 
 
 def _next_interval(current, max_interval):

@@ -36,7 +36,7 @@ import time
 from urllib.parse import quote, urlparse
 
 from ._apps import marker_of
-from ._consistency import ConsistencyTimeout, is_replication_error, retry_replication, wait_until_visible
+from ._consistency import ConsistencyTimeout, is_not_found, is_replication_error, retry_replication, wait_until, wait_until_visible
 from ._errors import GraphError, InputError, error_step
 from ._graph import batch_get, odata_quote
 
@@ -391,7 +391,7 @@ class SyncService:
             try:
                 return self.client.get(job_path(self.sp_id, job_id))
             except GraphError as err:
-                if err.status != 404:
+                if not is_not_found(err):
                     raise
                 # Still 404 while a job with a smaller id is listed: a concurrent run may have kept that one and deleted
                 # ours (see _settle_race). Give up on ours after RACE_GRACE seconds instead of waiting for the timeout.
@@ -455,7 +455,7 @@ class SyncService:
             try:
                 self.client.delete(job_path(self.sp_id, job_id))
             except GraphError as err:
-                if err.status != 404:
+                if not is_not_found(err):
                     raise
 
     # -- waits
@@ -475,29 +475,27 @@ class SyncService:
     def wait_cycle(self, job_id, timeout, poll_interval=DEFAULT_POLL_INTERVAL, baseline=None):
         """Poll every ``poll_interval`` seconds until a provisioning cycle other than ``baseline`` (a raw lastExecution)
         has ended; fail when the job goes to quarantine or ``timeout`` passes. Returns the raw job."""
-        poll_interval = max(MIN_POLL_INTERVAL, poll_interval)
-        start = self.clock()
-        polls = 0
-        while True:
-            polls += 1
-            raw = self.get_job(job_id)
-            job = job_result(raw)
-            execution = (raw.get("status") or {}).get("lastExecution")
+        seen = {}
+
+        def cycle_ended():
+            raw = seen["raw"] = self.get_job(job_id)
+            job = seen["job"] = job_result(raw)
             if is_quarantined(job):
                 raise SyncError("wait for the first provisioning cycle", "Quarantine",
                                 "the synchronization job %s went to quarantine: %s" % (job_id, describe_quarantine(job)), job=job)
-            if execution and _time(execution.get("timeEnded")) and execution != baseline:
-                return raw
-            elapsed = self.clock() - start
-            if self.progress is not None:
-                self.progress("waiting for the first provisioning cycle of %s: poll %d, status %s, %d s elapsed"
-                              % (job_id, polls, job["status"]["code"], round(elapsed)))
-            if elapsed + poll_interval > timeout:
-                raise SyncError("wait for the first provisioning cycle", "Timeout",
-                                "no provisioning cycle of the synchronization job %s finished within %d s (status %s, schedule %s); "
-                                "initial cycles can take long: raise wait_timeout or poll with entra_sync_job_info"
-                                % (job_id, timeout, job["status"]["code"], job["schedule"]["state"]), job=job)
-            self.sleep(poll_interval)
+            execution = (raw.get("status") or {}).get("lastExecution")
+            return raw if execution and _time(execution.get("timeEnded")) and execution != baseline else None
+
+        def timed_out(polls, waited):
+            job = seen["job"]
+            return SyncError("wait for the first provisioning cycle", "Timeout",
+                             "no provisioning cycle of the synchronization job %s finished within %d s (status %s, schedule %s); "
+                             "initial cycles can take long: raise wait_timeout or poll with entra_sync_job_info"
+                             % (job_id, timeout, job["status"]["code"], job["schedule"]["state"]), job=job)
+
+        return wait_until(cycle_ended, timeout, interval=max(MIN_POLL_INTERVAL, poll_interval), sleep=self.sleep, clock=self.clock,
+                          progress=self.progress, what="the first provisioning cycle of %s" % job_id,
+                          describe=lambda: "status %s" % seen["job"]["status"]["code"], on_timeout=timed_out)
 
     # -- secrets
     def read_secrets(self):
@@ -890,7 +888,7 @@ def read_service_principal(client, sp_id):
         try:
             return client.get(sp_path(sp_id), params={"$select": "id,appId,displayName,applicationTemplateId,tags"})
         except GraphError as err:
-            if err.status == 404:
+            if is_not_found(err):
                 return None
             raise
 
