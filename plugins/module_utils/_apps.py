@@ -38,17 +38,16 @@ __metaclass__ = type
 import datetime
 import time
 
-from urllib.parse import quote
 
 from ._consistency import is_not_found, retry_replication, wait_until, wait_until_visible
 from ._cloudflare import valid_account_id
 from ._errors import GraphError, InputError, ReportedError, error_step
 from ._graph import batch_get, odata_quote
+from ._service_principals import (
+    SERVICE_PRINCIPAL_FIELDS, app_path, marked_tags, marker_of, needs_marking, service_principal_of_app, sp_path, template_path,
+)
 
 APPLICATION_FIELDS = "id,appId,displayName,applicationTemplateId,createdDateTime"
-SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,applicationTemplateId,appRoles,tags"
-MARKER_TAG = "entrascim.cloudflare"
-ACCOUNT_TAG_PREFIX = "entrascim.cloudflare:account:"
 DEFAULT_INTERVAL = 2.0
 CONSECUTIVE_READS = 3
 # How long before the answer of an instantiate that said 404 the app it created can have been created (seconds).
@@ -88,26 +87,6 @@ def service_principal_result(sp):
             for role in sp.get("appRoles") or []
         ],
     }
-
-
-def marker_of(sp):
-    """``{managed, account_id}``: whether the service principal carries this collection's marker tag, and the Cloudflare
-    account its account tag names (None without one)."""
-    tags = [str(tag) for tag in (sp or {}).get("tags") or []]
-    accounts = [tag[len(ACCOUNT_TAG_PREFIX):] for tag in tags if tag.startswith(ACCOUNT_TAG_PREFIX)]
-    return {"managed": MARKER_TAG in tags, "account_id": accounts[0] if accounts else None}
-
-
-def marked_tags(sp, account_id=None):
-    """The service principal's tags with the marker (and the account tag) added; the other tags kept in order."""
-    tags = [str(tag) for tag in (sp or {}).get("tags") or []]
-    wanted = [MARKER_TAG] + ([ACCOUNT_TAG_PREFIX + account_id] if account_id else [])
-    return tags + [tag for tag in wanted if tag not in tags]
-
-
-def needs_marking(sp, account_id=None):
-    marker = marker_of(sp)
-    return not marker["managed"] or bool(account_id and not marker["account_id"])
 
 
 def diff_view(app, sp, display_name, template_id):
@@ -200,13 +179,14 @@ class AppService:
         so that an existing app's service principal needs no read of its own (one request per converged run).
         """
         (apps, apps_error), (sps, sps_error) = batch_get(self.client, [
-            ("/applications", self._by_name_params(display_name, template_id)),
+            ("/applications", self._by_name_params(display_name, template_id), "list applications"),
             ("/servicePrincipals", {"$filter": "displayName eq %s" % odata_quote(display_name), "$select": SERVICE_PRINCIPAL_FIELDS}),
-        ])
-        # A failed item costs the plain read it replaces (with that read's own retries and error step).
-        applications = (self.find_by_name(display_name, template_id, exact=False) if apps_error is not None
-                        else (apps or {}).get("value") or [])
-        return applications, [] if sps_error is not None else (sps or {}).get("value") or []
+        ], again=lambda err: True)
+        # A failed item costs the plain read it replaces (with that read's own retries); the service principals are only
+        # a shortcut (each app's is read on its own when missing).
+        if apps_error is not None:
+            raise apps_error
+        return (apps or {}).get("value") or [], [] if sps_error is not None else (sps or {}).get("value") or []
 
     def find_by_app_id(self, app_id):
         """The application with this application (client) id, or None."""
@@ -217,10 +197,7 @@ class AppService:
 
     def service_principal_of(self, app_id):
         """The service principal of the application with this app id, or None."""
-        with error_step("list service principals"):
-            sps = self.client.list("/servicePrincipals", params={"$filter": "appId eq %s" % odata_quote(app_id),
-                                                                 "$select": SERVICE_PRINCIPAL_FIELDS})
-        return sps[0] if sps else None
+        return service_principal_of_app(self.client, app_id)
 
     # ------------------------------------------------------------------ waits
     def _poll(self, what, probe):
@@ -240,14 +217,14 @@ class AppService:
 
     def wait_until_consistent(self, app, sp, display_name, template_id):
         """Return once the application, its service principal and the name lookup answer several times in a row."""
-        app_path = "/applications/%s" % app["id"]
-        sp_path = "/servicePrincipals/%s" % sp["id"]
+        application = app_path(app["id"])
+        principal = sp_path(sp["id"])
 
         def read():
             with error_step("read application"):
-                self.client.get(app_path, params={"$select": "id"})
+                self.client.get(application, params={"$select": "id"})
             with error_step("read service principal"):
-                fresh = self.client.get(sp_path, params={"$select": SERVICE_PRINCIPAL_FIELDS})
+                fresh = self.client.get(principal, params={"$select": SERVICE_PRINCIPAL_FIELDS})
             if display_name is not None:
                 listed = self.find_by_name(display_name, template_id)
                 if not any(item.get("id") == app["id"] for item in listed):
@@ -264,7 +241,7 @@ class AppService:
 
     def wait_until_gone(self, app):
         """Return once the deleted application answers 404 several times in a row."""
-        path = "/applications/%s" % app["id"]
+        path = app_path(app["id"])
         state = {"misses": 0}
 
         def gone():
@@ -287,7 +264,7 @@ class AppService:
         which is also its answer while it creates (see ``instantiate``), so it would be polled for ``wait_timeout``."""
         try:
             with error_step("read application template"):
-                self.client.get("/applicationTemplates/%s" % quote(template_id, safe=""), params={"$select": "id,displayName"})
+                self.client.get(template_path(template_id), params={"$select": "id,displayName"})
         except GraphError as err:
             if err.status in (400, 404):
                 raise AppError("No application template with id %s exists in this cloud (Microsoft Graph answered HTTP %s %s): "
@@ -298,7 +275,7 @@ class AppService:
         """Add the marker tags to the service principal (its other tags kept); return it with the new tags. Retried while
         a just-created service principal is replicating."""
         tags = marked_tags(sp, account_id)
-        path = "/servicePrincipals/%s" % quote(sp["id"], safe="")
+        path = sp_path(sp["id"])
 
         def call():
             with error_step("mark the service principal as managed by entrascim.cloudflare"):
@@ -319,7 +296,7 @@ class AppService:
         try:
             started = self.now()
             with error_step("instantiate application"):
-                created = self.client.post("/applicationTemplates/%s/instantiate" % quote(template_id, safe=""), {"displayName": display_name})
+                created = self.client.post(template_path(template_id) + "/instantiate", {"displayName": display_name})
             self.retried_create = (getattr(self.client, "last_attempts", 1) or 1) > 1
             self.create_window = (started, self.now())
         except GraphError as err:
@@ -394,7 +371,7 @@ class AppService:
         """Delete the application (its service principal goes with it). Return False when it was already gone."""
         try:
             with error_step("delete application"):
-                self.client.delete("/applications/%s" % app["id"])
+                self.client.delete(app_path(app["id"]))
         except GraphError as err:
             if is_not_found(err):
                 return False

@@ -22,13 +22,12 @@ __metaclass__ = type
 
 import time
 
-from urllib.parse import quote
 
 from ._consistency import is_not_found, is_replication_error, retry_replication
 from ._errors import GraphError, ReportedError, error_step
 from ._graph import batch_error, batch_get, encode_query, odata_quote
+from ._service_principals import DEFAULT_ACCESS_ROLE_ID, assignments_path, segment, sp_path
 
-DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
 ALREADY_EXISTS = "already exists on the object"
 ASSIGNMENT_FIELDS = "id,appRoleId,principalId,principalType,principalDisplayName,resourceId"
 SERVICE_PRINCIPAL_FIELDS = "id,appId,displayName,appRoles"
@@ -104,11 +103,11 @@ def lookup(principal):
     if kind == "user":
         fields, step = "id,displayName,userPrincipalName", "read users"
         if principal.get("id"):
-            return "/users/%s" % quote(principal["id"], safe=""), {"$select": fields}, step
+            return "/users/%s" % segment(principal["id"]), {"$select": fields}, step
         return "/users", {"$filter": "userPrincipalName eq %s" % odata_quote(principal["user_principal_name"]), "$select": fields}, step
     fields, step = "id,displayName", "read groups"
     if principal.get("id"):
-        return "/groups/%s" % quote(principal["id"], safe=""), {"$select": fields}, step
+        return "/groups/%s" % segment(principal["id"]), {"$select": fields}, step
     return "/groups", {"$filter": "displayName eq %s" % odata_quote(principal["display_name"]), "$select": fields}, step
 
 
@@ -268,7 +267,7 @@ class AssignmentService:
     def __init__(self, client, sp_id, wait_timeout=120, sleep=time.sleep, clock=time.monotonic, progress=None):
         self.client = client
         self.sp_id = sp_id
-        self.base = "/servicePrincipals/%s/appRoleAssignedTo" % quote(sp_id, safe="")
+        self.base = assignments_path(sp_id)
         self.wait_timeout = wait_timeout
         self.sleep = sleep
         self.clock = clock
@@ -281,7 +280,7 @@ class AssignmentService:
     def service_principal(self):
         def read():
             with error_step("read service principal"):
-                return self.client.get("/servicePrincipals/%s" % quote(self.sp_id, safe=""), params={"$select": SERVICE_PRINCIPAL_FIELDS})
+                return self.client.get(sp_path(self.sp_id), params={"$select": SERVICE_PRINCIPAL_FIELDS})
         return self._retry(read, "reading service principal %s" % self.sp_id)
 
     def list(self):
@@ -293,7 +292,7 @@ class AssignmentService:
         app roles), its assignments and the lookup of every principal are independent reads. A read of the service
         principal or of its assignments that failed (still replicating, throttled, no permission) is made again on its
         own, which waits for replication and fails with that read's step and message."""
-        reads = [("/servicePrincipals/%s" % quote(self.sp_id, safe=""), {"$select": SERVICE_PRINCIPAL_FIELDS}),
+        reads = [(sp_path(self.sp_id), {"$select": SERVICE_PRINCIPAL_FIELDS}),
                  (self.base, {"$select": ASSIGNMENT_FIELDS})]
         reads.extend((path, params) for path, params, dummy in (lookup(p) for p in principals))
         answers = batch_get(self.client, reads)
@@ -341,7 +340,7 @@ class AssignmentService:
         """Delete the assignments; return ``(deleted assignments, first error)``. Already gone (404) is not an error."""
         deleted, failure = [], None
         if len(assignments) > 1:
-            items = self.client.batch([{"method": "DELETE", "url": "%s/%s" % (self.base, quote(a["id"], safe=""))} for a in assignments])
+            items = self.client.batch([{"method": "DELETE", "url": "%s/%s" % (self.base, segment(a["id"]))} for a in assignments])
         else:
             items = [None] * len(assignments)
         for assignment, item in zip(assignments, items):
@@ -351,7 +350,7 @@ class AssignmentService:
                 error = batch_error(item) if item is not None else None
                 if item is None or transient(error):
                     with error_step(step):
-                        self.client.delete("%s/%s" % (self.base, quote(assignment["id"], safe="")))
+                        self.client.delete("%s/%s" % (self.base, segment(assignment["id"])))
                 elif error is not None:
                     error.step = step
                     raise error

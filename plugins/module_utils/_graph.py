@@ -319,38 +319,50 @@ class GraphClient:
         return results
 
 
-def batch_get(client, reads):
+def batch_get(client, reads, again=None):
     """GET independent resources with one ``$batch`` (chunks of 20) instead of one request each.
 
-    ``reads`` is a list of ``(path, params)``. Returns ``[(body, error)]`` in the same order, ``error`` being the
-    GraphError of a failed read (else None); throttled items were already retried by ``GraphClient.batch``. A
-    collection page with an ``@odata.nextLink`` is completed with plain GETs, so ``body["value"]`` holds every item.
-    A single read is sent as a plain GET. When the ``$batch`` request itself answers an HTTP error, each read is sent
-    on its own; connection failures (no answer at all) propagate.
+    ``reads`` is a list of ``(path, params)`` or ``(path, params, step)``. Returns ``[(body, error)]`` in the same
+    order, ``error`` being the GraphError of a failed read (else None, tagged with ``step`` when given); throttled
+    items were already retried by ``GraphClient.batch``. A collection page with an ``@odata.nextLink`` is completed
+    with plain GETs, so ``body["value"]`` holds every item. A single read is sent as a plain GET. When the ``$batch``
+    request itself answers an HTTP error, each read is sent on its own; connection failures (no answer at all)
+    propagate. ``again(error)`` (optional) says which failed items to read again on their own, as plain GETs with the
+    transport's retries: the one place where "try ``$batch``, re-read the failures one by one" is written.
     """
+    reads = [(read[0], read[1], read[2] if len(read) > 2 else None) for read in reads]
+    answers = None
     if len(reads) > 1:
         try:
             items = client.batch([{"method": "GET", "url": "%s?%s" % (path, encode_query(params)) if params else path}
-                                  for path, params in reads])
+                                  for path, params, dummy in reads])
         except GraphError as err:
             if err.status is None:
                 raise
             items = None
         if items is not None:
             answers = []
-            for (path, dummy), item in zip(reads, items):
+            for (path, dummy, step), item in zip(reads, items):
                 error = batch_error(item, step_url=path)
+                if error is not None and step:
+                    error.step = step
                 answers.append((_all_pages(client, item.get("body")) if error is None else None, error))
-            return answers
-    answers = []
-    for path, params in reads:
-        try:
-            answers.append((_all_pages(client, client.get(path, params=params)), None))
-        except GraphError as err:
-            if err.status is None:
-                raise
-            answers.append((None, err))
-    return answers
+    if answers is None:
+        return [_plain_get(client, path, params, step) for path, params, step in reads]
+    return [_plain_get(client, path, params, step) if error is not None and again is not None and again(error) else (body, error)
+            for (path, params, step), (body, error) in zip(reads, answers)]
+
+
+def _plain_get(client, path, params, step):
+    """``(body, None)`` or ``(None, GraphError)`` of one GET (all pages), the error tagged with ``step``."""
+    try:
+        return _all_pages(client, client.get(path, params=params)), None
+    except GraphError as err:
+        if err.status is None:
+            raise
+        if step and not err.step:
+            err.step = step
+        return None, err
 
 
 def _all_pages(client, body):

@@ -22,10 +22,10 @@ __metaclass__ = type
 
 from ._assignments import resolve_principals
 from ._cloudflare import virtual_group_match
-from ._errors import GraphError, error_step
+from ._consistency import is_not_found
 from ._graph import batch_get
+from ._service_principals import DEFAULT_ACCESS_ROLE_ID, segment, sp_path
 
-DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
 SEVERITIES = ("error", "warning", "info")
 FAIL_ON = ("error", "warning", "never")
 USER_SELECT = "id,displayName,userPrincipalName,mail,accountEnabled"
@@ -209,18 +209,6 @@ def parse_sync_all(secrets):
     return False
 
 
-def read_sync_all(client, sp_id):
-    """Read SyncAll; a service principal without synchronization secrets yet (404) has the default, false."""
-    # GET secrets is not in the v1.0 reference but works and masks secret values as "*" (graph_api.md §5).
-    try:
-        with error_step("read synchronization secrets"):
-            return parse_sync_all(client.get("servicePrincipals/%s/synchronization/secrets" % sp_id))
-    except GraphError as err:
-        if err.status == 404:
-            return False
-        raise
-
-
 def read_principals(client, assignments, scope):
     """The directly assigned users and the direct members (users and groups) of every assigned group, read with one
     ``$batch`` (20 per call). A user or group that is gone (404) goes to ``scope.missing``; another failed read is
@@ -231,23 +219,15 @@ def read_principals(client, assignments, scope):
         if kind in ("User", "Group") and (kind, principal_id) not in seen:
             seen.add((kind, principal_id))
             (users if kind == "User" else groups).append(assignment)
-    reads = [("/users/%s" % item["principalId"], {"$select": USER_SELECT}) for item in users]
-    reads += [("groups/%s/members" % item["principalId"], {"$select": MEMBER_SELECT}) for item in groups]
-    answers = batch_get(client, reads)
-    for index, assignment in enumerate(users + groups):
-        (path, params), (body, error) = reads[index], answers[index]
-        is_user = index < len(users)
-        if error is not None and error.status != 404:
-            try:
-                with error_step("read users" if is_user else "read group members"):
-                    body, error = (client.get(path, params=params) if is_user else {"value": client.list(path, params=params)}), None
-            except GraphError as err:
-                if err.status != 404:
-                    raise
-                error = err
+    reads = [("/users/%s" % segment(item["principalId"]), {"$select": USER_SELECT}, "read users") for item in users]
+    reads += [("groups/%s/members" % segment(item["principalId"]), {"$select": MEMBER_SELECT}, "read group members") for item in groups]
+    answers = batch_get(client, reads, again=lambda err: not is_not_found(err))
+    for index, (assignment, (body, error)) in enumerate(zip(users + groups, answers)):
+        if error is not None and not is_not_found(error):
+            raise error
         if error is not None:
             scope.missing.append(assignment)
-        elif is_user:
+        elif index < len(users):
             scope.users[assignment["principalId"]] = body or {}
         else:
             scope.group_members[assignment["principalId"]] = (body or {}).get("value") or []
@@ -256,25 +236,18 @@ def read_principals(client, assignments, scope):
 def read_scope(client, sp_id):
     """Read everything the rules need with two ``$batch`` requests: the service principal, its assignments and
     ``SyncAll`` (independent reads), then the assigned users and the members of the assigned groups. A read of the
-    first three that failed is made again on its own, which fails with its own step and message."""
-    sp_path = "servicePrincipals/%s" % sp_id
+    first three that failed is made again on its own, which fails with its own step and message; no saved secrets
+    yet (404) is the default, ``SyncAll`` false."""
+    path = sp_path(sp_id)
     (sp, sp_error), (listing, list_error), (secrets, secrets_error) = batch_get(client, [
-        (sp_path, {"$select": SP_SELECT}), (sp_path + "/appRoleAssignedTo", {"$select": ASSIGNMENT_SELECT}),
-        (sp_path + "/synchronization/secrets", None)])
-    if sp_error is not None:
-        with error_step("read service principal"):
-            sp = client.get(sp_path, params={"$select": SP_SELECT})
-    if list_error is not None:
-        with error_step("list app role assignments"):
-            assignments = client.list(sp_path + "/appRoleAssignedTo", params={"$select": ASSIGNMENT_SELECT})
-    else:
-        assignments = (listing or {}).get("value") or []
-    if secrets_error is None or secrets_error.status == 404:
-        sync_all = parse_sync_all(secrets)  # no secrets saved yet (404): the default, false
-    else:
-        sync_all = read_sync_all(client, sp_id)
-    scope = Scope(sp, assignments, sync_all)
-    read_principals(client, assignments, scope)
+        (path, {"$select": SP_SELECT}, "read service principal"),
+        (path + "/appRoleAssignedTo", {"$select": ASSIGNMENT_SELECT}, "list app role assignments"),
+        (path + "/synchronization/secrets", None, "read synchronization secrets")], again=lambda err: not is_not_found(err))
+    for error in (sp_error, list_error, None if is_not_found(secrets_error) else secrets_error):
+        if error is not None:
+            raise error
+    scope = Scope(sp, (listing or {}).get("value") or [], parse_sync_all(secrets))
+    read_principals(client, scope.assignments, scope)
     return scope
 
 

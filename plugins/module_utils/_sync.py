@@ -33,12 +33,12 @@ import json
 import re
 import time
 
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
-from ._apps import marker_of
 from ._consistency import ConsistencyTimeout, is_not_found, is_replication_error, retry_replication, wait_until, wait_until_visible
 from ._errors import GraphError, InputError, error_step
 from ._graph import batch_get, odata_quote
+from ._service_principals import find_service_principal, job_path, jobs_path, marker_of, read_service_principal, secrets_path, sp_path
 
 DEFAULT_TEMPLATE_ID = "scim"
 JOB_STATES = ("present", "started", "paused", "restarted", "absent")
@@ -79,27 +79,6 @@ class _Superseded(Exception):
     def __init__(self, job):
         super(_Superseded, self).__init__(job.get("id"))
         self.job = job
-
-
-# ---------------------------------------------------------------------------------------------- paths
-def _segment(value):
-    return quote(str(value), safe="")
-
-
-def sp_path(sp_id):
-    return "servicePrincipals/%s" % _segment(sp_id)
-
-
-def jobs_path(sp_id):
-    return "%s/synchronization/jobs" % sp_path(sp_id)
-
-
-def job_path(sp_id, job_id):
-    return "%s/%s" % (jobs_path(sp_id), _segment(job_id))
-
-
-def secrets_path(sp_id):
-    return "%s/synchronization/secrets" % sp_path(sp_id)
 
 
 def _secret_values(document):
@@ -864,35 +843,6 @@ def provisioning_failures(client, job_id, count, limiter=None):
 
 
 # ---------------------------------------------------------------------------------------------- info
-def find_service_principal(client, display_name, application_template_id):
-    """The service principal named ``display_name`` made from ``application_template_id``: a dict, None, or an error
-    listing the ids when several match."""
-    query = "displayName eq %s" % odata_quote(display_name)
-    if application_template_id:
-        query += " and applicationTemplateId eq %s" % odata_quote(application_template_id)
-    params = {"$filter": query, "$select": "id,appId,displayName,applicationTemplateId,tags"}
-    with error_step("list service principals"):
-        matches = client.list("servicePrincipals", params=params)
-    matches = [sp for sp in matches if sp.get("displayName") == display_name]
-    if len(matches) > 1:
-        raise SyncError("find the service principal", "MultipleServicePrincipals",
-                        "%d service principals are named %r (ids %s); pass service_principal_id to pick one"
-                        % (len(matches), display_name, ", ".join(sorted(sp["id"] for sp in matches))),
-                        service_principal_ids=sorted(sp["id"] for sp in matches))
-    return matches[0] if matches else None
-
-
-def read_service_principal(client, sp_id):
-    """The service principal ``sp_id`` (id, appId, displayName), or None when it does not exist."""
-    with error_step("read service principal"):
-        try:
-            return client.get(sp_path(sp_id), params={"$select": "id,appId,displayName,applicationTemplateId,tags"})
-        except GraphError as err:
-            if is_not_found(err):
-                return None
-            raise
-
-
 def sync_job_info(client, service_principal_id=None, display_name=None, application_template_id=None, template_id=None,
                   provisioning_logs=0, limiter=None):
     """The entra_sync_job_info result: service_principal, jobs, provisioning_failures, warnings."""
