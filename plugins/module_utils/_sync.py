@@ -1,62 +1,42 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) entrascim.cloudflare contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Synchronization (provisioning) jobs, their secrets and provisioning logs of one service principal.
+"""Synchronization (provisioning) jobs of one service principal: find or create, start, pause, restart, delete, wait;
+and ``SyncService``, the Graph calls on one service principal's synchronization (jobs and secrets), retried while a
+new service principal replicates. The secrets decisions are in ``_secrets``, what a job reports in ``_job_info``.
 
-Used by the modules entra_sync_job, entra_sync_secrets and entra_sync_job_info. Everything here takes a
-``GraphClient``-like object (``get/post/put/patch/delete/list/iter_pages``) and is unit-tested without Ansible.
+Used by the modules entra_sync_job and entra_sync_secrets. Everything here takes a ``GraphClient``-like object
+(``get/post/put/patch/delete/list/iter_pages``) and is unit-tested without Ansible.
 
-Graph behaviour relied upon (microsoftgraph/microsoft-graph-docs-contrib, api-reference/v1.0/api/
-synchronization-synchronizationjob-*.md, resources/synchronization-synchronizationstatus.md,
-resources/synchronization-synchronizationjobrestartcriteria.md, synchronization-serviceprincipal-put-synchronization.md,
-provisioningobjectsummary-list.md; summarised in graph_api.md sections 4 to 7 and 10):
+Graph behaviour relied upon (microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/
+synchronization-synchronizationjob-*.md, resources/synchronization-synchronizationjobrestartcriteria.md):
 
 * jobs are listed per service principal and identified by their ``templateId`` (``scim`` for non-gallery apps);
 * ``start`` must not be called on a job that is already running (Microsoft warns it can make the service stop):
   only a Disabled or Paused job is started; a quarantined job is only touched when asked to recover it;
 * ``restart`` takes ``{"criteria": {"resetScope": "<comma separated flags>"}}``; no scope = the portal's
-  "Restart provisioning";
-* secrets are a per-key upsert (``PUT .../synchronization/secrets``); sensitive values read back as ``"*"``;
-* ``validateCredentials`` with ``useSavedCredentials: false`` tests the given credentials without saving them;
-* provisioning logs (``/auditLogs/provisioning``) are limited to 5 requests per 10 seconds per app and tenant.
-
-The SCIM token can never be read back, so ``entra_sync_secrets`` keeps a fingerprint of it in the service
-principal's ``notes``: one line ``entrascim.cloudflare:scim-token-sha256:<64 hex>`` where the hex is the SHA-256 of
-``<service principal id>:<token>`` (UTF-8). Any other text in ``notes`` is kept as it is.
+  "Restart provisioning".
 """
 
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import hashlib
 import json
-import re
 import time
 
-from urllib.parse import urlparse
-
-from ._consistency import ConsistencyTimeout, is_not_found, is_replication_error, retry_replication, wait_until, wait_until_visible
-from ._errors import GraphError, InputError, error_step
-from ._graph import batch_get, odata_quote
-from ._service_principals import find_service_principal, job_path, jobs_path, marker_of, read_service_principal, secrets_path, sp_path
+from ._consistency import is_not_found, is_replication_error, retry_replication, wait_until, wait_until_visible
+from ._errors import GraphError, error_step
+from ._graph import batch_get
+from ._job_info import _time, describe_quarantine, is_quarantined, job_diff_view, job_result
+from ._service_principals import job_path, jobs_path, secrets_path, sp_path
 
 DEFAULT_TEMPLATE_ID = "scim"
 JOB_STATES = ("present", "started", "paused", "restarted", "absent")
 RESET_SCOPES = ("Escrows", "Watermark", "QuarantineState", "Full", "ForceDeletes")
 WAIT_MODES = ("none", "started", "initial_cycle")
-UPDATE_TOKEN_MODES = ("when_changed", "always", "on_create")
 MIN_POLL_INTERVAL = 5
 DEFAULT_POLL_INTERVAL = 10
-NOTES_MAX_LENGTH = 1024  # servicePrincipal.notes: "Maximum allowed size is 1024 characters" (serviceprincipal resource page)
 SECRET_KEYS = ("BaseAddress", "SecretToken", "SyncAll", "SyncNotificationSettings")
-MASKED = "*"
-FINGERPRINT_PREFIX = "entrascim.cloudflare:scim-token-sha256:"
-_FINGERPRINT_LINE = re.compile(r"^[ \t]*entrascim\.cloudflare:scim-token-sha256:([0-9a-fA-F]*)[ \t]*$", re.MULTILINE)
-_NEVER = "0001-01-01"  # Graph's "never" DateTimeOffset
-LOG_PAGE_SIZE = 50
-LOG_MAX_PAGES = 20
-REPORTS_LIMIT = 5  # requests ...
-REPORTS_WINDOW = 10.0  # ... per 10 seconds (throttling-limits.md, "Identity and access reports")
 RACE_GRACE = 20  # seconds a new job may stay 404 while a concurrent run's job with a smaller id is listed
 
 
@@ -84,144 +64,6 @@ class _Superseded(Exception):
 def _secret_values(document):
     """``{key: value}`` from a GET synchronization/secrets answer."""
     return dict((item.get("key"), item.get("value")) for item in (document or {}).get("value") or [] if isinstance(item, dict))
-
-
-# ---------------------------------------------------------------------------------------------- job result shape
-def _time(value):
-    """A DateTimeOffset, or None for Graph's "never" (0001-01-01T00:00:00Z) and missing values."""
-    if not value or str(value).startswith(_NEVER):
-        return None
-    return value
-
-
-def _error(raw):
-    if not isinstance(raw, dict) or not (raw.get("code") or raw.get("message")):
-        return None
-    return {"code": raw.get("code"), "message": raw.get("message"), "tenant_actionable": raw.get("tenantActionable")}
-
-
-def _execution(raw):
-    if not isinstance(raw, dict):
-        return None
-    return {
-        "state": raw.get("state"),
-        "time_began": _time(raw.get("timeBegan")),
-        "time_ended": _time(raw.get("timeEnded")),
-        "count_imported": raw.get("countImported"),
-        "count_exported": raw.get("countExported"),
-        "count_escrowed": raw.get("countEscrowed"),
-        "error": _error(raw.get("error")),
-    }
-
-
-def _quarantine(raw):
-    if not isinstance(raw, dict):
-        return None
-    return {
-        "reason": raw.get("reason"),
-        "error": _error(raw.get("error")),
-        "current_began": _time(raw.get("currentBegan")),
-        "next_attempt": _time(raw.get("nextAttempt")),
-        "series_began": _time(raw.get("seriesBegan")),
-        "series_count": raw.get("seriesCount"),
-    }
-
-
-def job_result(raw):
-    """The ``job`` return value (snake_case) of a Graph synchronizationJob, or None."""
-    if raw is None:
-        return None
-    schedule = raw.get("schedule") or {}
-    status = raw.get("status") or {}
-    counts = [{"key": item.get("key"), "value": item.get("value")} for item in status.get("synchronizedEntryCountByType") or []
-              if isinstance(item, dict)]
-    return {
-        "id": raw.get("id"),
-        "template_id": raw.get("templateId"),
-        "schedule": {"state": schedule.get("state"), "interval": schedule.get("interval")},
-        "status": {
-            "code": status.get("code"),
-            "quarantine": _quarantine(status.get("quarantine")),
-            "last_execution": _execution(status.get("lastExecution")),
-            "count_successive_complete_failures": status.get("countSuccessiveCompleteFailures"),
-            "escrows_pruned": status.get("escrowsPruned"),
-            "steady_state_first_achieved_time": _time(status.get("steadyStateFirstAchievedTime")),
-            "steady_state_last_achieved_time": _time(status.get("steadyStateLastAchievedTime")),
-            "synchronized_entry_count_by_type": counts,
-        },
-    }
-
-
-def provisioning_on(job):
-    """Provisioning Status "On" in the portal: the schedule is Active (graph_api.md 4d)."""
-    return bool(job) and job["schedule"]["state"] == "Active"
-
-
-def is_quarantined(job):
-    return bool(job) and job["status"]["code"] == "Quarantine"
-
-
-def is_healthy(job):
-    """Running (schedule Active, status NotRun or Active) and the last cycle, if any, did not fail as a whole."""
-    if not provisioning_on(job) or job["status"]["code"] not in ("NotRun", "Active"):
-        return False
-    execution = job["status"]["last_execution"]
-    return not (execution and execution["state"] == "Failed")
-
-
-def last_cycle(job):
-    """A summary of the last provisioning cycle that is easy to test in ``until:`` loops (always a dict)."""
-    execution = (job or {}).get("status", {}).get("last_execution") or {}
-    finished = bool(execution.get("time_ended"))
-    return {
-        "ran": bool(execution),
-        "finished": finished,
-        "succeeded": finished and execution.get("state") == "Succeeded",
-        "state": execution.get("state"),
-        "time_began": execution.get("time_began"),
-        "time_ended": execution.get("time_ended"),
-        "count_exported": execution.get("count_exported"),
-        "count_escrowed": execution.get("count_escrowed"),
-        "error": execution.get("error"),
-    }
-
-
-def job_info(raw):
-    """One entry of entra_sync_job_info's ``jobs``: the ``job`` shape plus the loop-friendly predicates."""
-    job = job_result(raw)
-    quarantine = job["status"]["quarantine"] or {}
-    job.update(
-        provisioning_on=provisioning_on(job),
-        healthy=is_healthy(job),
-        quarantined=is_quarantined(job),
-        quarantine_reason=quarantine.get("reason") if is_quarantined(job) else None,
-        last_cycle=last_cycle(job),
-    )
-    return job
-
-
-def job_diff_view(job):
-    """The part of a job a diff shows: what this module changes (existence, schedule, status code, quarantine)."""
-    if not job:
-        return {}
-    quarantine = job["status"]["quarantine"]
-    return {
-        "id": job["id"],
-        "template_id": job["template_id"],
-        "schedule_state": job["schedule"]["state"],
-        "status_code": job["status"]["code"],
-        "quarantine_reason": quarantine["reason"] if quarantine else None,
-    }
-
-
-def describe_quarantine(job):
-    """``reason (code: message)`` of a quarantined job, for messages."""
-    quarantine = job["status"]["quarantine"] or {}
-    error = quarantine.get("error") or {}
-    text = quarantine.get("reason") or "unknown reason"
-    if error.get("code") or error.get("message"):
-        text += " (%s: %s)" % (error.get("code"), error.get("message"))
-    return text
 
 
 # ---------------------------------------------------------------------------------------------- job decisions
@@ -323,6 +165,7 @@ class SyncService:
             return True
         if self._configured_before is None:
             try:
+                from ._secrets import read_fingerprint  # pylint: disable=import-outside-toplevel  # _secrets builds on this file
                 self._configured_before = read_fingerprint(self.client.get(sp_path(self.sp_id), params={"$select": "id,notes"}).get("notes")) is not None
             except GraphError:
                 self._configured_before = False
@@ -561,317 +404,3 @@ def ensure_job(service, state, template_id=DEFAULT_TEMPLATE_ID, reset_scope=None
     }
 
 
-# ---------------------------------------------------------------------------------------------- secrets decisions
-def token_fingerprint(sp_id, token):
-    """Salted SHA-256 (salt = service principal id) of the SCIM token, as 64 hex digits. Never reversible to the token."""
-    return hashlib.sha256(("%s:%s" % (sp_id, token)).encode("utf-8")).hexdigest()
-
-
-def read_fingerprint(notes):
-    """The fingerprint stored in ``notes`` (lowercase hex), or None."""
-    match = _FINGERPRINT_LINE.search(notes or "")
-    if not match or len(match.group(1)) != 64:
-        return None
-    return match.group(1).lower()
-
-
-def write_fingerprint(notes, fingerprint):
-    """``notes`` with the fingerprint line replaced (or appended on its own line); other text is kept as it is."""
-    line = FINGERPRINT_PREFIX + fingerprint
-    notes = notes or ""
-    if _FINGERPRINT_LINE.search(notes):
-        return _FINGERPRINT_LINE.sub(lambda match: line, notes, count=1)
-    if not notes:
-        return line
-    return notes + ("" if notes.endswith("\n") else "\n") + line
-
-
-def check_base_address(base_address):
-    """Raise InputError (a ValueError) unless ``base_address`` is an https URL with a host."""
-    parsed = urlparse(base_address or "")
-    if parsed.scheme.lower() != "https" or not parsed.hostname:
-        raise InputError("base_address must be an https URL such as https://api.cloudflare.com/client/v4/accounts/<account id>/scim/v2, "
-                         "got %r" % base_address)
-
-
-def _parse_settings(text):
-    if not text or text == MASKED:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _recipients(text):
-    return sorted(part.strip().lower() for part in re.split(r"[;,]", text or "") if part.strip())
-
-
-def desired_notification(current_text, email):
-    """The SyncNotificationSettings dict for ``email`` ("" = notifications off), keeping the other settings."""
-    desired = dict(_parse_settings(current_text) or {})
-    if email:
-        desired["Enabled"] = True
-        desired["Recipients"] = email
-    else:
-        desired["Enabled"] = False
-    desired.setdefault("DeleteThresholdEnabled", False)
-    return desired
-
-
-def notification_matches(current_text, email):
-    current = _parse_settings(current_text)
-    if current is None:
-        return False
-    if not email:
-        return current.get("Enabled") is False
-    return current.get("Enabled") is True and _recipients(current.get("Recipients")) == _recipients(email)
-
-
-def secrets_view(values, fingerprint, token_saved):
-    """The non-secret picture of the saved secrets, for diffs and the ``settings`` return value."""
-    settings = _parse_settings(values.get("SyncNotificationSettings"))
-    sync_all = values.get("SyncAll")
-    return {
-        "base_address": values.get("BaseAddress"),
-        "sync_all": None if sync_all in (None, "", MASKED) else str(sync_all).lower() == "true",
-        "notification_email": (settings or {}).get("Recipients") or None,
-        "notifications_enabled": None if settings is None else bool(settings.get("Enabled")),
-        "secret_token_saved": token_saved,
-        "secret_token_fingerprint": fingerprint,
-    }
-
-
-def plan_secrets(sp_id, current, notes, base_address, secret_token, sync_all=None, notification_email=None,
-                 update_secret_token="when_changed"):
-    """Decide what to write. Returns a dict with ``values`` (the PUT, all keys at once, empty when nothing changes),
-    ``changed_keys`` (names), ``notes`` (new notes, or None when unchanged) and the diff ``before``/``after``."""
-    if update_secret_token not in UPDATE_TOKEN_MODES:
-        raise ValueError("update_secret_token must be one of %s" % ", ".join(UPDATE_TOKEN_MODES))
-    fingerprint = token_fingerprint(sp_id, secret_token)
-    saved_fingerprint = read_fingerprint(notes)
-    token_saved = bool(current.get("SecretToken"))
-    if update_secret_token == "always":
-        write_token = True
-    elif update_secret_token == "on_create":
-        write_token = not token_saved
-    else:
-        write_token = not token_saved or saved_fingerprint != fingerprint
-    changed = []
-    if current.get("BaseAddress") != base_address:
-        changed.append("BaseAddress")
-    if write_token:
-        changed.append("SecretToken")
-    sync_all_value = None if sync_all is None else ("true" if sync_all else "false")
-    if sync_all_value is not None and str(current.get("SyncAll") or "").lower() != sync_all_value:
-        changed.append("SyncAll")
-    notification_value = None
-    if notification_email is not None:
-        notification_value = json.dumps(desired_notification(current.get("SyncNotificationSettings"), notification_email),
-                                        separators=(",", ":"), sort_keys=True)
-        if not notification_matches(current.get("SyncNotificationSettings"), notification_email):
-            changed.append("SyncNotificationSettings")
-    values = {}
-    if changed:
-        # One PUT with every key we manage, so the saved set is always consistent (nothing half-written). The token
-        # is left out only when update_secret_token=on_create keeps an existing one.
-        values["BaseAddress"] = base_address
-        if write_token or update_secret_token != "on_create":
-            values["SecretToken"] = secret_token
-        if sync_all_value is not None:
-            values["SyncAll"] = sync_all_value
-        if notification_value is not None:
-            values["SyncNotificationSettings"] = notification_value
-    new_notes = None
-    if "SecretToken" in values and saved_fingerprint != fingerprint:
-        new_notes = write_fingerprint(notes, fingerprint)
-        if len(new_notes) > NOTES_MAX_LENGTH:
-            raise SyncError("store the token fingerprint", "NotesTooLong",
-                            "the service principal's notes would exceed %d characters with the token fingerprint line (%d "
-                            "characters); shorten the notes of service principal %s" % (NOTES_MAX_LENGTH, len(new_notes), sp_id))
-    after_values = dict(current)
-    after_values.update((key, value) for key, value in values.items() if key != "SecretToken")
-    token_fp_after = fingerprint if "SecretToken" in values else saved_fingerprint
-    return {
-        "values": values,
-        "changed_keys": changed,
-        "notes": new_notes,
-        "before": secrets_view(current, saved_fingerprint, token_saved),
-        "after": secrets_view(after_values, token_fp_after, token_saved or "SecretToken" in values),
-    }
-
-
-def connection_test_failure(err, base_address, token_saved):
-    """The error for a Test Connection (validateCredentials) that the SCIM endpoint failed: Graph's reason, what was kept, what to check."""
-    failure = SyncError(
-        "validate credentials with the SCIM endpoint", err.code or "CredentialValidationUnavailable",
-        "Entra's Test Connection with %s and the given token failed: %s Nothing was saved%s. Check that the token is valid (not "
-        "revoked or expired) and is a Cloudflare API token of this account with the SCIM Provisioning permission (Account > "
-        "SCIM Provisioning > Edit), and that the URL is the account's SCIM endpoint."
-        % (base_address, (err.message or "").rstrip(), ": the token saved before is still in place" if token_saved else ""))
-    failure.status = err.status
-    failure.request_id = err.request_id
-    failure.date = err.date
-    return failure
-
-
-def ensure_secrets(service, base_address, secret_token, sync_all=None, notification_email=None, validate=True,
-                   update_secret_token="when_changed", job_id=None, template_id=DEFAULT_TEMPLATE_ID, check_mode=False):
-    """Validate (when something is to be written) and save the secrets in one PUT, then store the token fingerprint.
-
-    Returns the module result: changed, validated, changed_keys, job_id, settings, diff, warnings.
-    """
-    check_base_address(base_address)
-    if not secret_token:
-        raise InputError("secret_token must not be empty")
-    notes, current = service.read_notes_and_secrets()
-    plan = plan_secrets(service.sp_id, current, notes, base_address, secret_token, sync_all=sync_all,
-                        notification_email=notification_email, update_secret_token=update_secret_token)
-    warnings = []
-    if current.get("BaseAddress") == MASKED:
-        warnings.append("Graph returned BaseAddress masked; it cannot be compared and is written again.")
-    validated = False
-    if plan["values"] and validate:
-        if not job_id:
-            job = service.find_job(template_id)
-            job_id = job["id"] if job else None
-        if job_id:
-            # Test the NEW credentials before anything is written: a token Cloudflare rejects never replaces a saved one.
-            try:
-                service.validate_credentials(job_id, base_address, secret_token)
-            except GraphError as err:
-                if isinstance(err, ConsistencyTimeout) or err.status != 400:
-                    raise
-                raise connection_test_failure(err, base_address, bool(current.get("SecretToken")))
-            validated = True
-        elif check_mode:
-            warnings.append("No synchronization job exists yet, so the credentials could not be tested in check mode.")
-        else:
-            raise SyncError("validate credentials with the SCIM endpoint", "NoSynchronizationJob",
-                            "the service principal %s has no synchronization job from template %s to test the credentials with; "
-                            "create it first (entrascim.cloudflare.entra_sync_job) or set validate=false" % (service.sp_id, template_id))
-    if plan["values"] and not check_mode:
-        service.save_secrets(plan["values"])
-        if plan["notes"] is not None:
-            service.save_notes(plan["notes"])
-    return {
-        "changed": bool(plan["values"]),
-        "validated": validated,
-        "changed_keys": plan["changed_keys"],
-        "job_id": job_id,
-        "settings": dict((key, value) for key, value in plan["after"].items() if key != "secret_token_fingerprint"),
-        "warnings": warnings,
-        "diff": {"before": plan["before"], "after": plan["after"]},
-    }
-
-
-# ---------------------------------------------------------------------------------------------- provisioning logs
-class RateLimiter:
-    """At most ``limit`` calls per ``window`` seconds (sleeping before a call that would exceed it)."""
-
-    def __init__(self, limit=REPORTS_LIMIT, window=REPORTS_WINDOW, sleep=time.sleep, clock=time.monotonic):
-        self.limit = limit
-        self.window = window
-        self.sleep = sleep
-        self.clock = clock
-        self.calls = []
-
-    def acquire(self):
-        now = self.clock()
-        self.calls = [moment for moment in self.calls if now - moment < self.window]
-        if len(self.calls) >= self.limit:
-            wait = self.window - (now - self.calls[0])
-            if wait > 0:
-                self.sleep(wait)
-            now = self.clock()
-            self.calls = [moment for moment in self.calls if now - moment < self.window]
-        self.calls.append(now)
-
-
-def _identity(raw):
-    if not isinstance(raw, dict):
-        return None
-    return {"id": raw.get("id"), "display_name": raw.get("displayName"), "identity_type": raw.get("identityType")}
-
-
-def log_entry(raw):
-    """One ``provisioning_failures`` item from a provisioningObjectSummary."""
-    info = raw.get("provisioningStatusInfo") or {}
-    error = info.get("errorInformation") or {}
-    return {
-        "id": raw.get("id"),
-        "job_id": raw.get("jobId"),
-        "cycle_id": raw.get("cycleId"),
-        "time": raw.get("activityDateTime"),
-        "action": raw.get("provisioningAction"),
-        "status": info.get("status"),
-        "error_code": error.get("errorCode"),
-        "reason": error.get("reason"),
-        "source_identity": _identity(raw.get("sourceIdentity")),
-        "target_identity": _identity(raw.get("targetIdentity")),
-    }
-
-
-def provisioning_failures(client, job_id, count, limiter=None):
-    """The ``count`` most recent failed provisioning-log entries of ``job_id``, newest first.
-
-    Filters on the server (``jobId`` and ``provisioningStatusInfo/status``), pages through ``@odata.nextLink`` with at
-    most 5 requests per 10 seconds (the reports API limit; the transport also honours 429 Retry-After).
-    """
-    if count <= 0:
-        return []
-    limiter = limiter or RateLimiter()
-    params = {
-        "$filter": "jobId eq %s and provisioningStatusInfo/status eq 'failure'" % odata_quote(job_id),
-        "$orderby": "activityDateTime desc",
-        "$top": min(count, LOG_PAGE_SIZE),
-    }
-    entries = []
-    pages = 0
-    with error_step("read provisioning logs"):
-        limiter.acquire()
-        for page in client.iter_pages("auditLogs/provisioning", params=params):
-            pages += 1
-            entries.extend(item for item in page.get("value") or []
-                           if (item.get("provisioningStatusInfo") or {}).get("status") == "failure" and item.get("jobId") == job_id)
-            if len(entries) >= count or pages >= LOG_MAX_PAGES or not page.get("@odata.nextLink"):
-                break
-            limiter.acquire()
-    entries.sort(key=lambda item: item.get("activityDateTime") or "", reverse=True)
-    return [log_entry(item) for item in entries[:count]]
-
-
-# ---------------------------------------------------------------------------------------------- info
-def sync_job_info(client, service_principal_id=None, display_name=None, application_template_id=None, template_id=None,
-                  provisioning_logs=0, limiter=None):
-    """The entra_sync_job_info result: service_principal, jobs, provisioning_failures, warnings."""
-    if display_name:
-        sp = find_service_principal(client, display_name, application_template_id)
-        missing = "No service principal named %r%s was found." % (
-            display_name, " from application template %s" % application_template_id if application_template_id else "")
-    else:
-        sp = read_service_principal(client, service_principal_id)
-        missing = "The service principal %s was not found." % service_principal_id
-    result = {"changed": False, "service_principal_id": None, "service_principal": None, "jobs": [], "provisioning_failures": [],
-              "warnings": []}
-    if sp is None:
-        result["warnings"].append(missing)
-        return result
-    result["service_principal_id"] = sp.get("id")
-    marker = marker_of(sp)
-    result["service_principal"] = {"id": sp.get("id"), "app_id": sp.get("appId"), "display_name": sp.get("displayName"),
-                                   "managed": marker["managed"], "cloudflare_account_id": marker["account_id"]}
-    with error_step("list synchronization jobs"):
-        raw_jobs = client.list(jobs_path(sp["id"]))
-    if template_id:
-        raw_jobs = [job for job in raw_jobs if str(job.get("templateId") or "").lower() == str(template_id).lower()]
-    result["jobs"] = [job_info(job) for job in raw_jobs]
-    if provisioning_logs and result["jobs"]:
-        limiter = limiter or RateLimiter()
-        failures = []
-        for job in result["jobs"]:
-            failures.extend(provisioning_failures(client, job["id"], provisioning_logs, limiter=limiter))
-        failures.sort(key=lambda item: item["time"] or "", reverse=True)
-        result["provisioning_failures"] = failures[:provisioning_logs]
-    return result

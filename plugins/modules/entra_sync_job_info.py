@@ -261,7 +261,7 @@ provisioning_failures:
 """
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import sync_job_info
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._job_info import sync_job_info
 
 
 def run(entra):

@@ -196,9 +196,8 @@ settings:
 """
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import (
-    UPDATE_TOKEN_MODES, SyncService, ensure_secrets,
-)
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._secrets import UPDATE_TOKEN_MODES, ensure_secrets
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import SyncService
 
 
 def run(entra):
