@@ -16,77 +16,27 @@ proxy settings apply to them too.
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import base64
-import contextlib
 import datetime
-import errno
 import hashlib
 import importlib.util
-import json
 import os
 import re
-import stat
-import tempfile
 import time
 
 from urllib.parse import urlparse
 
+from ._auth_tokens import AccessTokenAuth, AzureCliAuth, _BaseAuth
+from ._clouds import MICROSOFT_AUTHORITY_HOSTS, resolve_cloud
 from ._errors import AuthError
+from ._token_cache import TokenCacheFile, default_cache_dir
 from ._transport import describe_request_exception
-
-try:
-    import fcntl
-except ImportError:  # not a POSIX system: the cache still works, writes are atomic but not serialised
-    fcntl = None
 
 # msal is looked up, not imported: importing it costs time that a cached token does not need.
 HAS_MSAL = importlib.util.find_spec("msal") is not None
 MSAL_IMPORT_ERROR = None if HAS_MSAL else "No module named 'msal' (install it with: pip install msal)"
 
-# Endpoints: microsoft-graph-docs-contrib concepts/deployments.md ("App registration and token service
-# root endpoints", "Microsoft Graph and Graph Explorer service root endpoints"); non-gallery template
-# ids from graph_api.md.
-CLOUDS = {
-    "public": {
-        "graph_endpoint": "https://graph.microsoft.com",
-        "authority_host": "https://login.microsoftonline.com",
-        "non_gallery_template_id": "8adf8e6e-67b2-4cf2-a259-e3dc5476c621",
-    },
-    "usgovernment": {
-        "graph_endpoint": "https://graph.microsoft.us",
-        "authority_host": "https://login.microsoftonline.us",
-        "non_gallery_template_id": "4602d0b4-76bb-404b-bca9-2652e1a39c6d",
-    },
-    "china": {
-        "graph_endpoint": "https://microsoftgraph.chinacloudapi.cn",
-        "authority_host": "https://login.chinacloudapi.cn",
-        "non_gallery_template_id": "5a532e38-1581-4918-9658-008dc27c1d68",
-    },
-}
-
-# AZURE_CLOUD_ENVIRONMENT values (azure.azcollection / AWX "Microsoft Azure Resource Manager" credential).
-CLOUD_ENVIRONMENTS = {
-    "azurecloud": "public",
-    "azurepubliccloud": "public",
-    "azureusgovernment": "usgovernment",
-    "azureusgovernmentcloud": "usgovernment",
-    "azurechinacloud": "china",
-}
-
-# Authority hosts msal knows (msal.authority.WELL_KNOWN_AUTHORITY_HOSTS): for these msal's instance
-# discovery is a no-op; for any other host (an emulator, a test server) it must be turned off,
-# and the host must then serve <authority>/v2.0/.well-known/openid-configuration over HTTPS.
-MICROSOFT_AUTHORITY_HOSTS = frozenset([
-    "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
-    "login.chinacloudapi.cn", "login.partner.microsoftonline.cn", "login.microsoftonline.de",
-    "login-us.microsoftonline.com", "login.microsoftonline.us", "login.usgovcloudapi.net",
-])
-
 AUTH_METHODS = ("auto", "client_secret", "certificate", "managed_identity", "access_token", "azure_cli")
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 SYSTEM_ASSIGNED = "SYSTEM_ASSIGNED_MANAGED_IDENTITY"  # msal's cache client_id for a system-assigned identity
-CACHE_DIR_NAME = "entrascim-cloudflare"
-MIN_VALIDITY = 300  # seconds a cached token must still be valid for (msal uses the same 5 minutes)
 
 NO_CREDENTIALS_MESSAGE = (
     "No Microsoft Graph credentials were found (auth_method=auto). Supply one of: "
@@ -117,73 +67,6 @@ _AADSTS_HINTS = {
 }
 
 
-def _strip_url(value, what):
-    """Normalise an https base URL (scheme added if missing, trailing slash removed); refuse other schemes."""
-    value = str(value).strip()
-    if "://" not in value:
-        value = "https://" + value
-    parsed = urlparse(value)
-    if parsed.scheme.lower() != "https" or not parsed.netloc:
-        raise ValueError("%s must be an https:// URL, got %r" % (what, value))
-    return value.rstrip("/")
-
-
-def resolve_cloud(params, environ=None):
-    """Return the endpoints to use: ``name``, ``graph_endpoint``, ``authority_host``, ``non_gallery_template_id``.
-
-    ``cloud`` (or else ``AZURE_CLOUD_ENVIRONMENT``, else ``public``) picks the defaults;
-    ``graph_endpoint`` and ``authority_host`` override them. Raises ValueError on bad values.
-    """
-    environ = os.environ if environ is None else environ
-    name = params.get("cloud")
-    if not name:
-        env_value = (environ.get("AZURE_CLOUD_ENVIRONMENT") or "").strip()
-        if env_value:
-            name = CLOUD_ENVIRONMENTS.get(env_value.lower())
-            if name is None and env_value.lower() in CLOUDS:
-                name = env_value.lower()
-            if name is None:
-                raise ValueError(
-                    "AZURE_CLOUD_ENVIRONMENT=%s is not supported: use AzureCloud, AzureUSGovernment or AzureChinaCloud "
-                    "(or the cloud option: public, usgovernment, china)" % env_value)
-        else:
-            name = "public"
-    if name not in CLOUDS:
-        raise ValueError("cloud must be one of %s, got %r" % (", ".join(sorted(CLOUDS)), name))
-    cloud = dict(CLOUDS[name], name=name)
-    if params.get("graph_endpoint"):
-        endpoint = _strip_url(params["graph_endpoint"], "graph_endpoint")
-        endpoint = re.sub(r"/(v1\.0|beta)$", "", endpoint)
-        cloud["graph_endpoint"] = endpoint
-    if params.get("authority_host"):
-        cloud["authority_host"] = _strip_url(params["authority_host"], "authority_host")
-    return cloud
-
-
-def default_cache_dir(environ=None):
-    """``$XDG_CACHE_HOME/entrascim-cloudflare``, else ``~/.cache/entrascim-cloudflare``."""
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, CACHE_DIR_NAME)
-
-
-def _b64url_json(segment):
-    padded = segment + "=" * (-len(segment) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
-
-
-def jwt_claims(token):
-    """The (unverified) claims of a JWT access token, or None for an opaque token."""
-    parts = str(token).split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = _b64url_json(parts[1])
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
 def _import_msal():
     try:
         import msal
@@ -205,228 +88,6 @@ def _msal_error(result, secrets, what="Token request"):
 def _request_exception_error(exc, url, transport, what, secrets):
     code, message = describe_request_exception(exc, url, transport.timeout)
     return AuthError("%s: %s" % (what, message), code=code, secrets=secrets)
-
-
-def well_formed_cache(document):
-    """True when ``document`` has the shape of msal's serialized cache: a dict whose sections (``AccessToken``,
-    ``RefreshToken``, ``Account``...) are dicts of dicts."""
-    if not isinstance(document, dict):
-        return False
-    return all(isinstance(section, dict) and all(isinstance(entry, dict) for entry in section.values())
-               for section in document.values())
-
-
-class TokenCacheFile:
-    """One credential's msal token cache on disk: a 0600 JSON file in a 0700 directory.
-
-    Why not msal-extensions' ``PersistedTokenCache``? Three reasons, all about many forks running
-    modules at once: (1) its lock without the optional ``portalocker`` package is an
-    ``open(..., "x")`` lock file that a killed process leaves behind, after which every writer
-    fails with LockError; (2) it saves by truncating and rewriting the file in place, so a
-    concurrent reader can see half a document; (3) it only locks the write, so N forks starting
-    together all ask the token endpoint. Here the whole "look in the cache, else fetch and save"
-    sequence holds an ``fcntl.flock`` (released by the kernel if the process dies), the file is
-    replaced atomically (``mkstemp`` 0600 + ``os.replace``), and readers never lock. The file holds
-    msal's serialized cache (access tokens, never the client secret or the certificate key).
-    One file per key = sha256(authority host, tenant, client id, resource[, credential fingerprint]).
-    """
-
-    def __init__(self, directory, key_parts, lock_timeout=120.0):
-        self.directory = os.path.abspath(os.path.expanduser(directory))
-        self.key = hashlib.sha256("\n".join(str(p or "") for p in key_parts).encode("utf-8")).hexdigest()
-        self.path = os.path.join(self.directory, self.key + ".json")
-        self.lock_path = os.path.join(self.directory, self.key + ".lock")
-        self.lock_timeout = lock_timeout
-        self.warnings = []
-        self._prepared = None
-
-    def _warn(self, text):
-        if text not in self.warnings:
-            self.warnings.append(text)
-
-    def _secure_dir(self):
-        try:
-            info = os.lstat(self.directory)
-        except OSError:
-            return False
-        if not stat.S_ISDIR(info.st_mode):
-            self._warn("Token cache disabled: %s is not a directory." % self.directory)
-            return False
-        if info.st_uid != os.getuid():
-            self._warn("Token cache disabled: %s is owned by another user." % self.directory)
-            return False
-        if info.st_mode & 0o077:
-            self._warn("Token cache disabled: %s is accessible by other users (mode %s); run 'chmod 700 %s'."
-                       % (self.directory, oct(info.st_mode & 0o777), self.directory))
-            return False
-        return True
-
-    def prepare(self):
-        """Create the directory (0700) if needed and check it is private; False (with a warning) if unusable."""
-        if self._prepared is not None:
-            return self._prepared
-        if not os.path.lexists(self.directory):
-            try:
-                os.makedirs(self.directory, mode=0o700)
-                os.chmod(self.directory, 0o700)
-            except OSError as exc:
-                if exc.errno != errno.EEXIST:
-                    self._warn("Token cache disabled: cannot create %s: %s." % (self.directory, exc.strerror))
-                    self._prepared = False
-                    return False
-        self._prepared = self._secure_dir()
-        return self._prepared
-
-    def read(self):
-        """The cache document (text) if the file exists, is ours and private; else None. Never raises."""
-        if not self._secure_dir():
-            return None
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            return None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-                return None
-            with os.fdopen(fd, "r", encoding="utf-8") as handle:
-                fd = None
-                return handle.read()
-        except (OSError, ValueError):
-            return None
-        finally:
-            if fd is not None:
-                os.close(fd)
-
-    def state(self):
-        """The parsed cache document (dict) or None: a file that is not JSON, or not msal's shape (each section a dict
-        of dicts), counts as no cache (it is replaced at the next token request) rather than crashing every run."""
-        text = self.read()
-        if not text:
-            return None
-        try:
-            document = json.loads(text)
-        except ValueError:
-            return None
-        return document if well_formed_cache(document) else None
-
-    def text(self):
-        """The cache text for msal, or None when it is missing or not well formed (see ``state``)."""
-        return self.read() if self.state() is not None else None
-
-    def write(self, text):
-        """Replace the cache file atomically with ``text`` (a 0600 file). Returns True on success."""
-        if not self.prepare():
-            return False
-        tmp_path = None
-        try:
-            fd, tmp_path = tempfile.mkstemp(prefix=".%s." % self.key[:16], suffix=".tmp", dir=self.directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_path, self.path)
-            tmp_path = None
-            return True
-        except OSError as exc:
-            self._warn("Could not write the token cache %s: %s." % (self.path, exc.strerror or exc))
-            return False
-        finally:
-            if tmp_path:
-                try:
-                    os.unlink(tmp_path)
-                except OSError:
-                    pass
-
-    @contextlib.contextmanager
-    def lock(self):
-        """Hold an exclusive lock on this key's lock file (bounded wait; continues unlocked after it)."""
-        handle = None
-        if fcntl is not None and self.prepare():
-            try:
-                handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            except OSError as exc:
-                self._warn("Could not open the token cache lock %s: %s." % (self.lock_path, exc.strerror))
-        if handle is not None:
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK) or time.monotonic() > deadline:
-                        os.close(handle)
-                        handle = None
-                        break
-                    time.sleep(0.05)
-        try:
-            yield
-        finally:
-            if handle is not None:
-                os.close(handle)  # closing the descriptor releases the flock
-
-    def find_token(self, client_id, targets, now=None, min_validity=MIN_VALIDITY):
-        """Return ``(token, expires_on)`` of a cached access token still valid for ``min_validity`` s, else None.
-
-        Reads msal's cache format: ``{"AccessToken": {key: {"credential_type": "AccessToken", "secret":
-        <token>, "client_id", "target": "<space separated scopes>", "expires_on": "<epoch>",
-        "refresh_on"?: "<epoch>", "token_type"?}}}``. A token past its ``refresh_on`` is left to msal.
-        """
-        document = self.state()
-        if not document:
-            return None
-        now = time.time() if now is None else now
-        wanted = set(t.lower() for t in targets)
-        best = None
-        for entry in (document.get("AccessToken") or {}).values():
-            try:
-                if not isinstance(entry, dict) or entry.get("credential_type") != "AccessToken":
-                    continue
-                if client_id and entry.get("client_id") != client_id:
-                    continue
-                if (entry.get("token_type") or "Bearer").lower() != "bearer":
-                    continue
-                if not wanted & set(str(entry.get("target") or "").lower().split()):
-                    continue
-                expires_on = int(entry["expires_on"])
-                if expires_on - now < min_validity:
-                    continue
-                if entry.get("refresh_on") and int(entry["refresh_on"]) < now:
-                    continue
-                if entry.get("secret") and (best is None or expires_on > best[1]):
-                    best = (entry["secret"], expires_on)
-            except (KeyError, TypeError, ValueError):
-                continue
-        return best
-
-    def remove_token(self, token):
-        """Drop every cached access token equal to ``token`` (after Graph rejected it)."""
-        with self.lock():
-            document = self.state()
-            if not document:
-                return
-            tokens = document.get("AccessToken") or {}
-            kept = dict((k, v) for k, v in tokens.items() if not (isinstance(v, dict) and v.get("secret") == token))
-            if len(kept) != len(tokens):
-                document["AccessToken"] = kept
-                self.write(json.dumps(document))
-
-
-class _BaseAuth:
-    """Common interface: ``method``, ``warnings``, ``get_token()``, ``invalidate(token)``."""
-
-    method = None
-    needs_msal = False
-
-    def __init__(self):
-        self.warnings = []
-        self.token_requests = 0
-
-    def get_token(self):
-        raise NotImplementedError
-
-    def invalidate(self, token):
-        return False
 
 
 class _MsalAuth(_BaseAuth):
@@ -699,118 +360,6 @@ class ManagedIdentityAuth(_MsalAuth):
             raise AuthError("Managed identity token request failed: %s" % exc)
 
 
-class AccessTokenAuth(_BaseAuth):
-    """A pre-obtained access token. It cannot be refreshed; an expired or non-Graph JWT is refused early."""
-
-    method = "access_token"
-
-    def __init__(self, token, graph_endpoint=None, now=time.time):
-        super(AccessTokenAuth, self).__init__()
-        self._token = str(token).strip()
-        if self._token.lower().startswith("bearer "):
-            self._token = self._token[7:].strip()
-        self.graph_endpoint = graph_endpoint.rstrip("/") if graph_endpoint else None
-        self._now = now
-
-    def get_token(self):
-        claims = jwt_claims(self._token)
-        if claims:
-            exp = claims.get("exp")
-            if isinstance(exp, (int, float)) and exp < self._now():
-                when = datetime.datetime.fromtimestamp(exp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-                raise AuthError("The access_token expired at %s: get a new one (for example with 'az account "
-                                "get-access-token --resource %s')" % (when, self.graph_endpoint or CLOUDS["public"]["graph_endpoint"]),
-                                code="expired_token", secrets=[self._token])
-            known = [c["graph_endpoint"] for c in CLOUDS.values()]
-            aud = claims.get("aud")
-            if self.graph_endpoint in known and isinstance(aud, str):
-                accepted = (self.graph_endpoint, self.graph_endpoint + "/", GRAPH_APP_ID)
-                if aud.rstrip("/") not in [a.rstrip("/") for a in accepted]:
-                    raise AuthError("The access_token is for %s, not for Microsoft Graph (%s): request it with --resource %s"
-                                    % (aud, self.graph_endpoint, self.graph_endpoint), code="invalid_audience", secrets=[self._token])
-        return self._token
-
-
-class CommandTimeout(Exception):
-    """The command runner stopped a command that ran past its deadline."""
-
-
-def run_with_deadline(run_command, which, args, timeout):
-    """Run ``args`` with ``run_command(args) -> (rc, stdout, stderr)`` (``AnsibleModule.run_command``, which has no
-    deadline of its own: a hung ``az`` would hang the task forever) under coreutils ``timeout``, which stops it after
-    ``timeout`` seconds (and kills it 5 s later if it ignores that). Raises ``CommandTimeout`` when it was stopped.
-    Without a ``timeout`` program the command runs without a deadline."""
-    wrapper = which("timeout")
-    if not wrapper:
-        return run_command(args)
-    rc, out, err = run_command([wrapper, "--kill-after=5", str(max(1, int(timeout)))] + list(args))
-    if rc in (124, 137):  # timeout(1): 124 when the deadline passed, 128+9 when it had to kill
-        raise CommandTimeout(args[0])
-    return rc, out, err
-
-
-class AzureCliAuth(_BaseAuth):
-    """Token from ``az account get-access-token --resource <graph_endpoint> [--tenant T] --output json``.
-
-    ``run_command(args) -> (rc, stdout, stderr)`` runs the command (``AnsibleModule.run_command``).
-    """
-
-    method = "azure_cli"
-
-    def __init__(self, graph_endpoint, run_command, tenant_id=None, az_path="az", timeout=30):
-        super(AzureCliAuth, self).__init__()
-        self.timeout = timeout
-        self.resource = graph_endpoint.rstrip("/")
-        self.run_command = run_command
-        self.tenant_id = tenant_id
-        self.az_path = az_path
-        self._token = None
-        self._expires_on = 0
-
-    def command(self):
-        args = [self.az_path, "account", "get-access-token", "--resource", self.resource]
-        if self.tenant_id:
-            args += ["--tenant", self.tenant_id]
-        return args + ["--output", "json"]
-
-    def get_token(self):
-        if self._token and self._expires_on - time.time() > 60:
-            return self._token
-        self.token_requests += 1
-        try:
-            rc, out, err = self.run_command(self.command(), self.timeout)
-        except OSError as exc:
-            raise AuthError("Could not run the Azure CLI (%s): %s" % (self.az_path, exc.strerror or exc))
-        except CommandTimeout:
-            raise AuthError("The Azure CLI ('%s account get-access-token') gave no token within timeout=%s seconds and was "
-                            "stopped. Check that 'az' runs non-interactively as this user (az login done, no prompt), or "
-                            "raise timeout." % (self.az_path, self.timeout), code="Timeout")
-        if rc != 0:
-            detail = " ".join(str(err or "").split())[-600:] or "no error output"
-            message = "The Azure CLI failed (rc=%s): %s" % (rc, detail)
-            if "az login" in detail:
-                message += " Run 'az login' (add --tenant for a specific tenant) as the user that runs Ansible."
-            raise AuthError(message, code="azure_cli_failed")
-        try:
-            payload = json.loads(out)
-            token = payload["accessToken"]
-        except (ValueError, KeyError, TypeError):
-            raise AuthError("The Azure CLI did not print a token document (JSON with accessToken) for "
-                            "'az account get-access-token'", code="azure_cli_failed")
-        expires_on = payload.get("expires_on")
-        try:
-            expires_on = float(expires_on) if expires_on is not None else time.time() + 300
-        except (TypeError, ValueError):
-            expires_on = time.time() + 300
-        self._token = token
-        self._expires_on = expires_on
-        return token
-
-
-def _missing(params, names):
-    return [name for name in names if not params.get(name)]
-
-
 def cache_dir_from_params(params, environ=None):
     """The token cache directory for these params, or None when ``token_cache`` is false."""
     if params.get("token_cache") is False:
@@ -818,14 +367,70 @@ def cache_dir_from_params(params, environ=None):
     return params.get("token_cache_path") or default_cache_dir(environ)
 
 
+def _needs(method, params, names, variables):
+    """Raise AuthError naming the options ``method`` needs that are missing (and the environment variables that give them)."""
+    missing = [name for name in names if not params.get(name)]
+    if missing:
+        raise AuthError("auth_method %s needs %s (missing: %s; environment variables %s)"
+                        % (method, ", ".join(names), ", ".join(missing), variables), code="invalid_configuration")
+
+
+def _client_secret(params, context):
+    _needs("client_secret", params, ["tenant_id", "client_id", "client_secret"],
+           "AZURE_TENANT_ID/AZURE_TENANT, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET/AZURE_SECRET")
+    return ClientSecretAuth(params["tenant_id"], params["client_id"], params["client_secret"], context["cloud"]["authority_host"],
+                            context["graph"], context["transport"], cache_dir=context["cache_dir"])
+
+
+def _certificate(params, context):
+    _needs("certificate", params, ["tenant_id", "client_id", "client_certificate_path"],
+           "AZURE_TENANT_ID/AZURE_TENANT, AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH")
+    return ClientCertificateAuth(params["tenant_id"], params["client_id"], params["client_certificate_path"],
+                                 context["cloud"]["authority_host"], context["graph"], context["transport"],
+                                 certificate_password=params.get("client_certificate_password"), cache_dir=context["cache_dir"])
+
+
+def _managed_identity(params, context):
+    return ManagedIdentityAuth(context["graph"], context["transport"], client_id=params.get("managed_identity_client_id"),
+                               cache_dir=context["cache_dir"])
+
+
+def _access_token(params, context):
+    if not params.get("access_token"):
+        raise AuthError("auth_method access_token needs the access_token option", code="invalid_configuration")
+    return AccessTokenAuth(params["access_token"], graph_endpoint=context["graph"])
+
+
+def _azure_cli(params, context):
+    az_path = context["which"]("az")
+    if not az_path:
+        raise AuthError("auth_method azure_cli needs the Azure CLI ('az') on PATH", code="invalid_configuration")
+    if context["run_command"] is None:
+        raise AuthError("auth_method azure_cli needs a command runner (AnsibleModule.run_command)", code="invalid_configuration")
+    return AzureCliAuth(context["graph"], context["run_command"], tenant_id=params.get("tenant_id"), az_path=az_path,
+                        timeout=params.get("timeout") or 30)
+
+
+# auth_method -> (chosen by auth_method=auto when, builder). The builder checks the options its method needs (community.
+# hashi_vault's one class per auth method with a selector). ``auto`` takes the first entry whose test holds, in this order.
+AUTH_SELECTORS = (
+    ("access_token", lambda params, context: bool(params.get("access_token")), _access_token),
+    ("certificate", lambda params, context: bool(params.get("client_certificate_path")), _certificate),
+    ("client_secret", lambda params, context: bool(params.get("client_secret")), _client_secret),
+    ("managed_identity", lambda params, context: bool(params.get("managed_identity_client_id") or context["environ"].get("IDENTITY_ENDPOINT")
+                                                       or context["environ"].get("MSI_ENDPOINT")), _managed_identity),
+    ("azure_cli", lambda params, context: bool(context["which"]("az")), _azure_cli),
+)
+
+
 def select_auth(params, transport, run_command=None, which=None, environ=None):
     """Return the auth object for ``params`` (the module parameters; env fallbacks already applied).
 
-    ``auth_method: auto`` picks, in this order: ``access_token``; a certificate
-    (``client_certificate_path``); a client secret; a managed identity when
-    ``managed_identity_client_id`` is set or ``IDENTITY_ENDPOINT``/``MSI_ENDPOINT`` is in the
-    environment; the Azure CLI when ``az`` is on PATH. It raises AuthError listing every way to supply
-    credentials when none is usable, and names the missing option when a credential is incomplete.
+    ``auth_method: auto`` picks, in the order of ``AUTH_SELECTORS``: ``access_token``; a certificate
+    (``client_certificate_path``); a client secret; a managed identity when ``managed_identity_client_id`` is set or
+    ``IDENTITY_ENDPOINT``/``MSI_ENDPOINT`` is in the environment; the Azure CLI when ``az`` is on PATH. It raises
+    AuthError listing every way to supply credentials when none is usable, and names the missing option when a
+    credential is incomplete.
     """
     environ = os.environ if environ is None else environ
     if which is None:
@@ -835,55 +440,17 @@ def select_auth(params, transport, run_command=None, which=None, environ=None):
         cloud = resolve_cloud(params, environ)
     except ValueError as exc:
         raise AuthError(str(exc), code="invalid_configuration")
-    graph = cloud["graph_endpoint"]
+    context = {"cloud": cloud, "graph": cloud["graph_endpoint"], "transport": transport, "run_command": run_command,
+               "which": which, "environ": environ, "cache_dir": cache_dir_from_params(params, environ)}
     method = params.get("auth_method") or "auto"
-    if method not in AUTH_METHODS:
-        raise AuthError("auth_method must be one of %s, got %r" % (", ".join(AUTH_METHODS), method), code="invalid_configuration")
-    az_path = None
+    builders = dict((name, build) for name, dummy, build in AUTH_SELECTORS)
     if method == "auto":
-        if params.get("access_token"):
-            method = "access_token"
-        elif params.get("client_certificate_path"):
-            method = "certificate"
-        elif params.get("client_secret"):
-            method = "client_secret"
-        elif params.get("managed_identity_client_id") or environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT"):
-            method = "managed_identity"
-        else:
-            az_path = which("az")
-            if az_path:
-                method = "azure_cli"
-            else:
-                message = NO_CREDENTIALS_MESSAGE % {"graph": graph}
-                if params.get("tenant_id") and params.get("client_id"):
-                    message = ("tenant_id and client_id are set but neither client_secret nor client_certificate_path. "
-                               + message)
-                raise AuthError(message, code="no_credentials")
-    cache_dir = cache_dir_from_params(params, environ)
-    if method in ("client_secret", "certificate"):
-        secret_option = "client_secret" if method == "client_secret" else "client_certificate_path"
-        missing = _missing(params, ["tenant_id", "client_id", secret_option])
-        if missing:
-            raise AuthError(
-                "auth_method %s needs %s (missing: %s; environment variables AZURE_TENANT_ID/AZURE_TENANT, AZURE_CLIENT_ID, %s)"
-                % (method, ", ".join(["tenant_id", "client_id", secret_option]), ", ".join(missing),
-                   "AZURE_CLIENT_SECRET/AZURE_SECRET" if method == "client_secret" else "AZURE_CLIENT_CERTIFICATE_PATH"),
-                code="invalid_configuration")
-        if method == "client_secret":
-            return ClientSecretAuth(params["tenant_id"], params["client_id"], params["client_secret"],
-                                    cloud["authority_host"], graph, transport, cache_dir=cache_dir)
-        return ClientCertificateAuth(params["tenant_id"], params["client_id"], params["client_certificate_path"],
-                                     cloud["authority_host"], graph, transport,
-                                     certificate_password=params.get("client_certificate_password"), cache_dir=cache_dir)
-    if method == "managed_identity":
-        return ManagedIdentityAuth(graph, transport, client_id=params.get("managed_identity_client_id"), cache_dir=cache_dir)
-    if method == "access_token":
-        if not params.get("access_token"):
-            raise AuthError("auth_method access_token needs the access_token option", code="invalid_configuration")
-        return AccessTokenAuth(params["access_token"], graph_endpoint=graph)
-    az_path = az_path or which("az")
-    if not az_path:
-        raise AuthError("auth_method azure_cli needs the Azure CLI ('az') on PATH", code="invalid_configuration")
-    if run_command is None:
-        raise AuthError("auth_method azure_cli needs a command runner (AnsibleModule.run_command)", code="invalid_configuration")
-    return AzureCliAuth(graph, run_command, tenant_id=params.get("tenant_id"), az_path=az_path, timeout=params.get("timeout") or 30)
+        method = next((name for name, chosen, dummy in AUTH_SELECTORS if chosen(params, context)), None)
+        if method is None:
+            message = NO_CREDENTIALS_MESSAGE % {"graph": context["graph"]}
+            if params.get("tenant_id") and params.get("client_id"):
+                message = "tenant_id and client_id are set but neither client_secret nor client_certificate_path. " + message
+            raise AuthError(message, code="no_credentials")
+    if method not in builders:
+        raise AuthError("auth_method must be one of %s, got %r" % (", ".join(AUTH_METHODS), method), code="invalid_configuration")
+    return builders[method](params, context)

@@ -25,7 +25,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
-from ._auth import AUTH_METHODS, HAS_MSAL, MSAL_IMPORT_ERROR, resolve_cloud, run_with_deadline, select_auth
+from ._auth import AUTH_METHODS, HAS_MSAL, MSAL_IMPORT_ERROR, select_auth
+from ._auth_tokens import run_with_deadline
+from ._clouds import resolve_cloud
 from ._graph import GraphClient
 from ._runner import ModuleRunner
 from ._transport import RetryPolicy, Transport

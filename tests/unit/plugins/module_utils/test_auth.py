@@ -18,11 +18,12 @@ import time
 
 import pytest
 
-from ansible_collections.entrascim.cloudflare.plugins.module_utils import _auth
+from ansible_collections.entrascim.cloudflare.plugins.module_utils import _auth, _clouds
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._auth import (
     AccessTokenAuth, AzureCliAuth, ClientCertificateAuth, ClientSecretAuth, ManagedIdentityAuth, TokenCacheFile,
-    default_cache_dir, resolve_cloud, run_with_deadline, select_auth,
+    default_cache_dir, resolve_cloud, select_auth,
 )
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._auth_tokens import run_with_deadline
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import AuthError
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._transport import Transport
 from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import (
@@ -340,7 +341,7 @@ def test_incomplete_credentials_name_what_is_missing(pki, given, missing):
 # -- clouds --------------------------------------------------------------------------------------
 
 def test_cloud_defaults_and_environment_mapping():
-    assert resolve_cloud({}, environ={}) == dict(_auth.CLOUDS["public"], name="public")
+    assert resolve_cloud({}, environ={}) == dict(_clouds.CLOUDS["public"], name="public")
     gov = resolve_cloud({}, environ={"AZURE_CLOUD_ENVIRONMENT": "AzureUSGovernment"})
     assert gov["graph_endpoint"] == "https://graph.microsoft.us"
     assert gov["authority_host"] == "https://login.microsoftonline.us"
