@@ -24,7 +24,7 @@ import uuid
 from urllib.parse import quote, urlencode, urlparse
 
 from ._errors import GraphError
-from ._transport import IDEMPOTENT_METHODS, RETRY_IDEMPOTENT_STATUSES, parse_retry_after
+from ._transport import IDEMPOTENT_METHODS, parse_retry_after
 
 BATCH_LIMIT = 20
 MAX_PAGES = 10000
@@ -301,17 +301,15 @@ class GraphClient:
                 results[entry["id"]] = item
                 headers = dict((str(k).lower(), v) for k, v in item["headers"].items())
                 retry_after = parse_retry_after(headers.get("retry-after"), now=self.transport.now())
-                # 429 and 503 with Retry-After for any method; 500/502/503/504 for idempotent ones, as the transport
-                # retries a plain request (Transport._retry_delay). Unlike a plain request, a non-idempotent item
-                # answered 503 without Retry-After is not sent again.
-                if item["status"] == 429 or (item["status"] == 503 and retry_after is not None) or (
-                        item["status"] in RETRY_IDEMPOTENT_STATUSES and entry["method"] in IDEMPOTENT_METHODS):
+                wait = self.transport.retry.delay(item["status"], retry_after, attempt, entry["method"] in IDEMPOTENT_METHODS,
+                                                  self.transport.rand, batch_item=True)
+                if wait is not None:
                     retry.append(entry)
-                    waits.append(retry_after if retry_after is not None else self.transport.retry.backoff(attempt, self.transport.rand))
+                    waits.append(wait)
             if not retry or attempt >= max_attempts:
                 break
             delay = max(waits)
-            if self.transport.clock() + delay - started > self.transport.retry.deadline:
+            if self.transport.retry.exhausted(attempt, True, self.transport.clock() - started, delay):
                 break
             self.transport.sleep(delay)
             self.transport.slept += delay

@@ -66,6 +66,26 @@ class RetryPolicy:
         delay = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return delay * (1.0 - self.jitter * rand())
 
+    def delay(self, status, retry_after, attempt, idempotent, rand=random.random, batch_item=False):
+        """The wait before sending again a request answered ``status`` (``retry_after``: its Retry-After in seconds, or
+        None), or None when it must not be sent again: the one statement of which answers are retried, for plain
+        requests (``Transport``) and ``$batch`` items (``GraphClient.batch``).
+
+        429 and 503 say the request was not processed: always retried, after Retry-After when given. 500, 502, 503 and
+        504 are retried for idempotent requests. One difference for a ``$batch`` item: a non-idempotent item answered 503
+        without Retry-After is not sent again (the batch answered as a whole, and the item may have acted).
+        """
+        if status == 429 or (status == 503 and (retry_after is not None or not batch_item)):
+            return retry_after if retry_after is not None else self.backoff(attempt, rand)
+        if idempotent and status in RETRY_IDEMPOTENT_STATUSES:
+            return self.backoff(attempt, rand)
+        return None
+
+    def exhausted(self, attempt, throttled, elapsed, delay):
+        """True when no further attempt may be made: ``attempt`` attempts made (``throttled_attempts`` for 429/503),
+        or waiting ``delay`` more would pass the ``deadline`` (``elapsed`` seconds since the first attempt)."""
+        return attempt >= (self.throttled_attempts if throttled else self.max_attempts) or elapsed + delay > self.deadline
+
 
 def parse_retry_after(value, now=None):
     """Return the ``Retry-After`` header value in seconds (delta-seconds or HTTP date), or None."""
@@ -261,6 +281,7 @@ class Transport:
     def session(self):
         """A ``requests.Session`` with the same TLS settings, user agent and default timeout (for msal)."""
         if self._session is None:
+            from ._msal_session import make_tls_session  # pylint: disable=import-outside-toplevel  # only when a token is fetched
             self._session = make_tls_session(forced_verify=self.verify, default_timeout=self.timeout)
         return self._session
 
@@ -339,15 +360,8 @@ class Transport:
 
     def _retry_delay(self, response, attempt, idempotent):
         """Return the wait before the next attempt for this response, or None if it is not retryable."""
-        status = response.status_code
-        if status in RETRY_ALWAYS_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self.now())
-            if retry_after is not None:
-                return retry_after
-            return self.retry.backoff(attempt, self.rand)
-        if idempotent and status in RETRY_IDEMPOTENT_STATUSES:
-            return self.retry.backoff(attempt, self.rand)
-        return None
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self.now())
+        return self.retry.delay(response.status_code, retry_after, attempt, idempotent, self.rand)
 
     def request(self, method, url, headers=None, json=None, data=None, params=None, idempotent=None):
         """Send one request with retries; see the class docstring. ``idempotent`` defaults from the method.
@@ -395,9 +409,7 @@ class Transport:
             else:
                 delay = self._retry_delay(response, attempt, idempotent)
             throttled = response is not None and response.status_code in RETRY_ALWAYS_STATUSES
-            if delay is None or attempt >= (self.retry.throttled_attempts if throttled else self.retry.max_attempts):
-                break
-            if self.clock() + delay - start > self.retry.deadline:
+            if delay is None or self.retry.exhausted(attempt, throttled, self.clock() - start, delay):
                 break
             self.sleep(delay)
             self.slept += delay
@@ -417,50 +429,6 @@ class RedirectRefused(OSError):
             "%s answered HTTP %s, a redirect to %s: not followed, as it would send the credential there. Check "
             "authority_host, cloud and the proxy settings" % (urlsplit(url).netloc or url, status, self.where))
         self.status = status
-
-
-def make_tls_session(forced_verify=None, default_timeout=None):
-    """A ``requests.Session`` whose TLS setting beats the CA-bundle environment variables (for msal).
-
-    requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE replace ``Session.verify`` whenever a request is
-    sent with ``verify`` unset (which is what msal does), so the session re-applies ``forced_verify``
-    (False, a CA file/directory, or None for requests' default) after requests merged the environment.
-    ``default_timeout`` applies when the caller (msal) sends no timeout. Proxy variables keep working.
-    """
-    import requests
-    import requests.adapters
-
-    class TLSSession(requests.Session):
-        def __init__(self):
-            super(TLSSession, self).__init__()
-            self.forced_verify = forced_verify
-            self.default_timeout = default_timeout
-            self.headers["User-Agent"] = USER_AGENT
-            adapter = requests.adapters.HTTPAdapter(max_retries=0)
-            self.mount("https://", adapter)
-            self.mount("http://", adapter)
-            if forced_verify is not None:
-                self.verify = forced_verify
-
-        def merge_environment_settings(self, url, proxies, stream, verify, cert):
-            settings = super(TLSSession, self).merge_environment_settings(url, proxies, stream, verify, cert)
-            if self.forced_verify is not None:
-                settings["verify"] = self.forced_verify
-            return settings
-
-        def request(self, method, url, *args, **kwargs):
-            if kwargs.get("timeout") is None and self.default_timeout is not None:
-                kwargs["timeout"] = self.default_timeout
-            # Every request of this session carries a credential (a client secret or assertion, a managed identity
-            # header): never follow a redirect, which would send it to wherever the Location header points.
-            kwargs["allow_redirects"] = False
-            response = super(TLSSession, self).request(method, url, *args, **kwargs)
-            if 300 <= response.status_code < 400:
-                response.close()
-                raise RedirectRefused(url, response.status_code, response.headers.get("Location"))
-            return response
-
-    return TLSSession()
 
 
 def describe_request_exception(exc, url, timeout):
