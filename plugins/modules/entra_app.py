@@ -239,7 +239,8 @@ progress:
     - "waiting for application 9ac1b9e4-6d45-4f1c-8a3c-0f6a0b9d1c11: read 1, visible (1 of 3 consecutive reads), 0 s elapsed"
 """
 
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import AppService, ensure_app
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._app_service import AppService
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import ensure_app
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._entra_module import EntraModule
 
 
