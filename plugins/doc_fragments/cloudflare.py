@@ -39,3 +39,12 @@ options:
     type: int
     default: 30
 """
+
+    ACTION_GROUP = r"""
+attributes:
+  action_group:
+    description: Use C(group/entrascim.cloudflare.cloudflare) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - entrascim.cloudflare.cloudflare
+"""

@@ -327,5 +327,3 @@ class AppService:
                 return False
             raise
         return True
-
-

@@ -413,12 +413,16 @@ def _azure_cli(params, context):
 
 # auth_method -> (chosen by auth_method=auto when, builder). The builder checks the options its method needs (community.
 # hashi_vault's one class per auth method with a selector). ``auto`` takes the first entry whose test holds, in this order.
+def _identity_available(params, context):
+    environ = context["environ"]
+    return bool(params.get("managed_identity_client_id") or environ.get("IDENTITY_ENDPOINT") or environ.get("MSI_ENDPOINT"))
+
+
 AUTH_SELECTORS = (
     ("access_token", lambda params, context: bool(params.get("access_token")), _access_token),
     ("certificate", lambda params, context: bool(params.get("client_certificate_path")), _certificate),
     ("client_secret", lambda params, context: bool(params.get("client_secret")), _client_secret),
-    ("managed_identity", lambda params, context: bool(params.get("managed_identity_client_id") or context["environ"].get("IDENTITY_ENDPOINT")
-                                                       or context["environ"].get("MSI_ENDPOINT")), _managed_identity),
+    ("managed_identity", _identity_available, _managed_identity),
     ("azure_cli", lambda params, context: bool(context["which"]("az")), _azure_cli),
 )
 

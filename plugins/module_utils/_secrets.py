@@ -236,5 +236,3 @@ def ensure_secrets(service, base_address, secret_token, sync_all=None, notificat
         "warnings": warnings,
         "diff": {"before": plan["before"], "after": plan["after"]},
     }
-
-

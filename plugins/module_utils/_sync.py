@@ -402,5 +402,3 @@ def ensure_job(service, state, template_id=DEFAULT_TEMPLATE_ID, reset_scope=None
         "warnings": warnings,
         "diff": {"before": job_diff_view(before), "after": job_diff_view(after)},
     }
-
-

@@ -84,19 +84,16 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - entrascim.cloudflare.cloudflare
+  - entrascim.cloudflare.cloudflare.action_group
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  action_group:
-    description: Use C(group/entrascim.cloudflare.cloudflare) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - entrascim.cloudflare.cloudflare
+  platform:
+    platforms: posix
 notes:
   - The module calls only the Cloudflare API, no Microsoft Graph API, so it needs no Graph permission. The token needs
     the Cloudflare permission B(Account > SCIM Provisioning > Edit) (Cloudflare has no read-only SCIM permission).

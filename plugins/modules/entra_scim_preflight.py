@@ -93,19 +93,16 @@ options:
     choices: [error, warning, never]
     default: error
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - entrascim.cloudflare.entra
+  - entrascim.cloudflare.entra.action_group
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  action_group:
-    description: Use C(group/entrascim.cloudflare.entra) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - entrascim.cloudflare.entra
+  platform:
+    platforms: posix
 notes:
   - "Microsoft Graph application permissions (least privileged): C(Application.Read.All) (service principal and its
     app role assignments), C(Synchronization.Read.All) (the C(SyncAll) setting; C(Application.ReadWrite.OwnedBy)

@@ -54,20 +54,17 @@ options:
     type: int
     default: 0
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - entrascim.cloudflare.entra
+  - entrascim.cloudflare.entra.action_group
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads, so check mode returns the same information.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  action_group:
-    description: Use C(group/entrascim.cloudflare.entra) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - entrascim.cloudflare.entra
+  platform:
+    platforms: posix
 notes:
   - "Microsoft Graph application permissions (least privileged): C(Application.Read.All) to read or find the app,
     C(Synchronization.Read.All) (or C(Application.ReadWrite.OwnedBy) for apps the caller owns) to read the jobs,

@@ -91,19 +91,16 @@ options:
     type: int
     default: 300
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - entrascim.cloudflare.entra
+  - entrascim.cloudflare.entra.action_group
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-  action_group:
-    description: Use C(group/entrascim.cloudflare.entra) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - entrascim.cloudflare.entra
+  platform:
+    platforms: posix
 notes:
   - "Microsoft Graph application permissions (least privileged): C(Application.ReadWrite.OwnedBy) when the calling
     app owns the enterprise app; otherwise C(Synchronization.ReadWrite.All) (read, test and save the secrets) and
