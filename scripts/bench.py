@@ -45,7 +45,9 @@ sys.path.insert(0, ROOT)
 
 from tests.emulator import harness  # noqa: E402  pylint: disable=wrong-import-position
 
-# The latency profile of a real tenant (graph_api.md §12 throttling, §2/§9 replication): a fault config for
+# The latency profile of a real tenant (throttling: microsoftgraph/microsoft-graph-docs-contrib concepts/throttling-limits.md;
+# replication: "Designing for Eventual Consistency for Microsoft Entra", devblogs.microsoft.com/identity, and the readiness
+# note of concepts/application-saml-sso-configure-api.md; the numbers themselves are our estimate): a fault config for
 # Emulator.set_faults / --faults FILE (docs/emulator.md, "Faults and profiles").
 REALISTIC = {
     "profile": "none",

@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Enterprise applications made from an application template: find, instantiate, wait, delete.
 
-Graph facts used here (reference/graph_api.md sections 1-3 and 9; microsoftgraph/microsoft-graph-docs-contrib
-api-reference/v1.0/api/applicationtemplate-instantiate.md, application-list.md, application-delete.md and
-concepts/application-saml-sso-configure-api.md):
+Graph facts used here (microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/applicationtemplate-instantiate.md,
+application-list.md, application-delete.md and concepts/application-saml-sso-configure-api.md; replication: the Microsoft
+Identity blog post "Designing for Eventual Consistency for Microsoft Entra", devblogs.microsoft.com/identity):
 
 * ``instantiate`` is not idempotent: every call creates another application and service principal, so we
   always look up first, by display name **and** application template id (``'`` doubled in the literal).

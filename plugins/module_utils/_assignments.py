@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """App role assignments of an enterprise app (users and groups in scope for provisioning).
 
-Graph facts used here (reference/graph_api.md sections 8, 13 and 9; microsoftgraph/microsoft-graph-docs-contrib
-api-reference/v1.0/api/serviceprincipal-post-approleassignedto.md, serviceprincipal-list-approleassignedto.md,
-serviceprincipal-delete-approleassignedto.md, concepts/json-batching.md, concepts/application-saml-sso-configure-api.md):
+Graph facts used here (microsoftgraph/microsoft-graph-docs-contrib api-reference/v1.0/api/serviceprincipal-post-approleassignedto.md,
+serviceprincipal-list-approleassignedto.md (the list may lag behind recent grants), serviceprincipal-delete-approleassignedto.md,
+concepts/json-batching.md, concepts/application-saml-sso-configure-api.md):
 
 * ``POST /servicePrincipals/{id}/appRoleAssignedTo`` ``{principalId, resourceId, appRoleId}`` -> 201; assigning
-  twice answers 400 "Permission being assigned already exists on the object", which means "present".
+  twice answers 400 "Permission being assigned already exists on the object", which means "present" (observed
+  behaviour that community scripts match on, not documented on the reference page).
 * ``GET .../appRoleAssignedTo`` lists them (paged, no ``$filter``): we read it once per run, in one ``$batch`` with
   the service principal and the principal lookups (json-batching.md: independent requests in one call).
 * ``DELETE .../appRoleAssignedTo/{assignment id}`` -> 204.

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 # Endpoints: microsoft-graph-docs-contrib concepts/deployments.md ("App registration and token service
 # root endpoints", "Microsoft Graph and Graph Explorer service root endpoints"); non-gallery template
-# ids from graph_api.md.
+# ids per cloud: api-reference/v1.0/api/applicationtemplate-instantiate.md (the same repository).
 CLOUDS = {
     "public": {
         "graph_endpoint": "https://graph.microsoft.com",

@@ -13,9 +13,12 @@
 Eventual consistency of Microsoft Entra: waiting for new objects, retrying calls on them.
 
 A just-created application, service principal or synchronization job can answer 404
-``Request_ResourceNotFound``, 403, 409 or 400 ``UnknownError`` for minutes (graph_api.md section 9;
-Microsoft's SAML SSO tutorial suggests polling every 5-10 seconds; Terraform's azuread provider
-retries synchronization calls on 403/409 and needs several consecutive successful reads).
+``Request_ResourceNotFound``, 403, 409 or 400 ``UnknownError`` for minutes (devblogs.microsoft.com/identity
+"Designing for Eventual Consistency for Microsoft Entra": a new object may answer "Not Found"; Microsoft's SAML SSO
+tutorial, microsoft-graph-docs-contrib concepts/application-saml-sso-configure-api.md, suggests polling every 5-10
+seconds; hashicorp/terraform-provider-azuread retries synchronization calls on 403/409,
+internal/services/synchronization/synchronization.go, and waits for several consecutive successful reads,
+``ContinuousTargetOccurence`` in internal/helpers/consistency/consistency.go).
 Polls start at 1 second and back off to at most 10 seconds. ``sleep``/``clock`` are injectable.
 """
 

@@ -121,8 +121,9 @@ def unwrap_message(code, message):
     """Unwrap the JSON document that the synchronization service nests in ``UnknownError`` messages.
 
     Graph reports many synchronization failures as ``{"error": {"code": "UnknownError", "message":
-    "{\\"error\\":{\\"code\\":\\"InvalidNotificationSettings\\",...}}"}}`` (see graph_api.md section 11;
-    other services use ``{"Code":..,"Message":..}`` or ``{"errorCode":..,"message":..}``).
+    "{\\"error\\":{\\"code\\":\\"InvalidNotificationSettings\\",...}}"}}`` (observed behaviour of the
+    synchronization API, not documented; reported in microsoftgraph/msgraph-metadata issue #347; other services use
+    ``{"Code":..,"Message":..}`` or ``{"errorCode":..,"message":..}``).
     Returns ``(code, message, outer_code)``: the inner code and message when one is found, with
     ``outer_code`` set to the wrapping code, else the inputs unchanged and ``outer_code`` None.
     """

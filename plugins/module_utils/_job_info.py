@@ -93,7 +93,8 @@ def job_result(raw):
 
 
 def provisioning_on(job):
-    """Provisioning Status "On" in the portal: the schedule is Active (graph_api.md 4d)."""
+    """Provisioning Status "On" in the portal: the schedule is Active (synchronizationSchedule ``state``,
+    microsoft-graph-docs-contrib api-reference/v1.0/resources/synchronization-synchronizationschedule.md)."""
     return bool(job) and job["schedule"]["state"] == "Active"
 
 

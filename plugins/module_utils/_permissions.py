@@ -7,7 +7,7 @@ Used by ``failure_message`` for 401/403 answers and as the source of docs/permis
 Source: the "Permissions" tables of the v1.0 API pages in microsoftgraph/microsoft-graph-docs-contrib
 (applicationtemplate-instantiate.md, serviceprincipal-list.md, synchronization-*.md,
 serviceprincipal-post-approleassignedto.md, provisioningobjectsummary-list.md, user-list.md,
-group-list.md, group-list-members.md), summarised in graph_api.md section 0.
+group-list.md, group-list-members.md); what ``Application.ReadWrite.OwnedBy`` covers: concepts/permissions-reference.md.
 """
 
 from __future__ import (absolute_import, division, print_function)

@@ -1,9 +1,10 @@
 """The emulator application: routes every request to login, Graph, Cloudflare or the admin API, applies injected
 latency and faults, checks bearer tokens and permissions, runs ``$batch``, and keeps the request log.
 
-Graph conventions applied here (reference/graph_api.md): error JSON with ``innerError`` + ``request-id`` header (§11),
-401 ``InvalidAuthenticationToken`` for a missing/invalid/expired bearer, 403 ``Authorization_RequestDenied`` without
-the permission (§0, §2), ``$batch`` rules (§13), 429/503 with ``Retry-After`` (§11-§12).
+Graph conventions applied here (pages of microsoftgraph/microsoft-graph-docs-contrib): error JSON with ``innerError`` +
+``request-id`` header (concepts/errors.md), 401 ``InvalidAuthenticationToken`` for a missing/invalid/expired bearer, 403
+``Authorization_RequestDenied`` without the permission (the permission tables, see permissions.py), ``$batch`` rules
+(concepts/json-batching.md), 429/503 with ``Retry-After`` (concepts/throttling.md, concepts/throttling-limits.md).
 """
 
 import functools
@@ -274,7 +275,7 @@ class App:
 
     # -------------------------------------------------------------- $batch
     def batch(self, request, principal):
-        """graph_api.md §13: <= 20 requests, unique ids, relative urls, headers required with a body, dependsOn -> 424."""
+        """concepts/json-batching.md: <= 20 requests, unique ids, relative urls, headers required with a body, dependsOn -> 424."""
         try:
             body = request.json()
         except BodyError:
@@ -310,9 +311,9 @@ class App:
             depends = item.get("dependsOn", [])
             if not isinstance(depends, list) or any(d not in ids or d == item["id"] for d in depends):
                 raise GraphError(400, "BadRequest", "Invalid batch payload format: dependsOn of request '%s' names an unknown request." % item["id"])
-        # Latency: Graph runs the items of a batch without dependsOn in parallel (graph_api.md §13: batches are "fully
-        # sequential or fully parallel"; json-batching.md: combining requests "can save the application significant
-        # network latency"), so such a batch costs the latency of its slowest item; a sequential one (dependsOn) the sum.
+        # Latency: Graph runs the items of a batch without dependsOn in parallel (json-batching.md: a batch should be "fully
+        # sequential or fully parallel"; combining requests "can save the application significant network latency"), so
+        # such a batch costs the latency of its slowest item; a sequential one (dependsOn) the sum.
         sequential = any(item.get("dependsOn") for item in items)
         delays = []
         results = {}

@@ -1,8 +1,11 @@
 """Cloudflare SCIM v2, one store per account, under ``/client/v4/accounts/{account_id}/scim/v2/``.
 
-Sources: reference/peers.md §6 (cloudflare/cloudflare-docs SCIM setup pages and the cloudflare/api-schemas SCIM
-operations): bearer API token per account with the "SCIM Provisioning" permission, ServiceProviderConfig /
-ResourceTypes / Schemas (User and Group core schemas only), userName must be an e-mail equal to the primary e-mail
+Sources: the SCIM setup pages of cloudflare/cloudflare-docs (``src/content/docs/fundamentals/account/account-security/
+scim-setup/index.mdx``, ``entra.mdx``, ``troubleshooting.mdx``; the virtual groups:
+``src/content/docs/fundamentals/reference/migration-guides/scim-virtual-groups-migration.mdx``) and the SCIM operations
+(``/accounts/{account_id}/scim/v2/...``) of cloudflare/api-schemas ``openapi.json``: bearer API token per account with
+the "SCIM Provisioning" permission, ServiceProviderConfig / ResourceTypes / Schemas (User and Group core schemas
+only), userName must be an e-mail equal to the primary e-mail
 (Entra: "UPN and Email must be identical, case-sensitive"), ``active:false`` removes the member, group names must
 not start with ``CF``, deprecated ``CF-<accountID> - <Role Name>`` virtual groups and ``cloudflare-v1-`` system
 groups accept member operations only and cannot be deleted. Cloudflare API v4 error JSON for authentication
@@ -383,7 +386,8 @@ class ScimService:
     # -------------------------------------------------------------- users
     @staticmethod
     def _check_user(user, account, own_id=None):
-        """Cloudflare's user rules (peers.md §6): userName is an e-mail and equals the primary/work e-mail exactly."""
+        """Cloudflare's user rules (cloudflare-docs scim-setup/entra.mdx: UPN and e-mail identical, case-sensitive; api-schemas
+        SCIM Users operations): userName is an e-mail and equals the primary/work e-mail exactly."""
         user_name = user.get("userName") or ""
         if not EMAIL_RE.match(user_name):
             raise ScimError(400, "userName '%s' must be an email address" % user_name, "invalidValue")
@@ -437,7 +441,7 @@ class ScimService:
         updated = self._apply_patch(scim2().User, body, user)
         work_email = self._patched_work_email(body)
         if work_email is not None:
-            # emails[type eq "work"].value is accepted as an alias of userName (peers.md §6).
+            # emails[type eq "work"].value is accepted as an alias of userName (cloudflare/api-schemas openapi.json, SCIM Users PATCH).
             updated["userName"] = work_email
         self._check_user(updated, account, user["id"])
         account.users[user["id"]] = updated

@@ -23,7 +23,8 @@ def new_id():
 
 
 class GraphError(Exception):
-    """A Graph error response: ``{"error": {"code", "message", "innerError": {...}}}`` (graph_api.md §11)."""
+    """A Graph error response: ``{"error": {"code", "message", "innerError": {...}}}`` (microsoftgraph/microsoft-graph-docs-contrib
+    concepts/errors.md, "Error resource type")."""
 
     def __init__(self, status, code, message, headers=None, inner=None):
         super().__init__("%s %s: %s" % (status, code, message))
@@ -41,7 +42,8 @@ class GraphError(Exception):
 
 
 def not_found(object_id):
-    # graph_api.md §3: the body of a 404 on a directory object.
+    # The body of a 404 on a directory object, as Graph answers it (observed; quoted e.g. in
+    # hashicorp/terraform-provider-azuread issue #1017).
     return GraphError(404, "Request_ResourceNotFound",
                       "Resource '%s' does not exist or one of its queried reference-property objects are not present." % object_id)
 
@@ -51,17 +53,18 @@ def bad_request(message):
 
 
 def sync_unknown_error(inner_code, inner_message, status=400):
-    """Synchronization errors wrap the real code as JSON inside ``message`` (graph_api.md §5, §11)."""
+    """Synchronization errors wrap the real code as JSON inside ``message`` (observed, not documented; reported in
+    microsoftgraph/msgraph-metadata issue #347)."""
     nested = {"error": {"code": inner_code, "message": inner_message, "innerError": {"date": utc_now().strftime("%Y-%m-%dT%H:%M:%S"),
                                                                                      "request-id": new_id()}}}
     return GraphError(status, "UnknownError", json.dumps(nested, separators=(",", ":")))
 
 
 def throttled(retry_after):
-    # graph_api.md §11 "Throttled response example".
+    # The "Sample response" of microsoft-graph-docs-contrib concepts/throttling.md.
     inner = {"code": "429", "message": "Please retry after", "status": "429"}
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-    headers["x-ms-throttle-information"] = "ResourceUnitLimitExceeded"  # graph_api.md §12
+    headers["x-ms-throttle-information"] = "ResourceUnitLimitExceeded"  # concepts/throttling-limits.md, identity and access
     return GraphError(429, "TooManyRequests", "Please retry again later.", headers=headers, inner=inner)
 
 

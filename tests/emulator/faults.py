@@ -3,12 +3,15 @@
 Every random decision comes from one seeded ``random.Random`` so a run with the same config and the same
 request sequence injects the same faults. Sources of the behaviours:
 
-* 429 with ``Retry-After`` and the throttling body: reference/graph_api.md §11-§12.
-* 503 (may carry ``Retry-After``): graph_api.md §11-§12.
-* replication lag (new app/SP/job answers 404; sync calls on a new SP answer 403/409/400 ``UnknownError``):
-  graph_api.md §2 "Readiness", §4c, §9.
-* ``instantiate`` answering 404 although it created the objects: reference/peers.md §8 item 2
-  (terraform-provider-azuread PR #1406, hamilton #283).
+* 429 with ``Retry-After`` and the throttling body: microsoftgraph/microsoft-graph-docs-contrib concepts/throttling.md
+  ("Sample response") and concepts/throttling-limits.md.
+* 503 (may carry ``Retry-After``): concepts/errors.md (HTTP status codes) and concepts/throttling.md.
+* replication lag (new app/SP/job answers 404; sync calls on a new SP answer 403/409/400 ``UnknownError``): the
+  Microsoft Identity blog post "Designing for Eventual Consistency for Microsoft Entra" (devblogs.microsoft.com/identity),
+  the readiness note of concepts/application-saml-sso-configure-api.md (poll every 5-10 seconds), and the 403/409 retries of
+  hashicorp/terraform-provider-azuread internal/services/synchronization/synchronization.go (the 400 is observed).
+* ``instantiate`` answering 404 although it created the objects: hashicorp/terraform-provider-azuread PR #1406
+  ("work around very buggy API when instantiating from template") and manicminer/hamilton PR #283.
 * ``instantiate`` answering 503 although it created the objects (``instantiate_503_after_create``): a 503 says the
   service is "temporarily unavailable [...] You may repeat the request after a delay" and a 504 from a proxy that got
   no timely answer from upstream "May occur together with 503" (microsoft-graph-docs-contrib concepts/errors.md, HTTP
@@ -67,7 +70,8 @@ PROFILES = {
 
 # Keys a fault config may carry (anything else is refused so typos do not silently disable a fault).
 KNOWN_KEYS = frozenset(PROFILES["none"]) | {"profile", "seed", "reports_throttle"}
-DEFAULT_REPORTS_THROTTLE = {"limit": 5, "window_s": 10}  # graph_api.md §10/§12: reports = 5 requests / 10 s per app
+# Reports (/auditLogs/*) = 5 requests / 10 s per app per tenant: concepts/throttling-limits.md, "Identity and access reports".
+DEFAULT_REPORTS_THROTTLE = {"limit": 5, "window_s": 10}
 DEFAULT_SEED = 20240601
 
 

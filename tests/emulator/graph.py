@@ -1,8 +1,10 @@
 """Microsoft Graph v1.0 subset: applications, service principals, instantiate, appRoleAssignedTo, users, groups and
 provisioning logs. Synchronization (jobs, secrets, templates) is in sync.py; ``$batch`` in app.py.
 
-Each handler names the section of reference/graph_api.md (or the Graph schema data in reference/graph_openapi/) it
-follows. Handlers run with the state lock held and return ``(status, body, headers)`` or raise ``GraphError``.
+Each handler names the upstream page it follows: ``api/...`` and ``resources/...`` are under ``api-reference/v1.0/`` of
+microsoftgraph/microsoft-graph-docs-contrib, ``concepts/...`` at its root; type and property names come from the CSDL
+(microsoftgraph/msgraph-metadata ``schemas/v1.0-Prod.csdl``); docs/emulator.md, "Sources", lists them all. Handlers run
+with the state lock held and return ``(status, body, headers)`` or raise ``GraphError``.
 """
 
 import base64
@@ -16,16 +18,16 @@ from .errors import GraphError, bad_request, iso, new_id, not_found, throttled, 
 from .odata import Collection, list_response
 from .state import GUID_RE, Meta
 
-# graph_api.md header: non-gallery ("custom") application template ids per cloud.
+# Non-gallery ("custom") application template ids per cloud (api/applicationtemplate-instantiate.md).
 NON_GALLERY_TEMPLATES = {
     "8adf8e6e-67b2-4cf2-a259-e3dc5476c621": "global",
     "4602d0b4-76bb-404b-bca9-2652e1a39c6d": "usgovernment",
     "5a532e38-1581-4918-9658-008dc27c1d68": "china",
 }
-# graph_api.md §2: the two app roles of a non-gallery service principal.
+# The two app roles of a non-gallery service principal (concepts/application-saml-sso-configure-api.md).
 USER_ROLE_ID = "18d14569-c3bd-439b-9a66-3a2aee01d14f"
 MSIAM_ACCESS_ROLE_ID = "b9632174-c057-4f7e-951b-be3adc52bfe6"
-DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"  # graph_api.md §8 "Default Access"
+DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"  # "Default Access": the all-zero appRoleId (resources/approleassignment.md)
 
 
 def app_roles():
@@ -39,7 +41,7 @@ def app_roles():
 
 # ---------------------------------------------------------------------------------------------- object shapes
 def new_application(app_id, display_name, template_id, service_management_reference, tenant_domain):
-    """application resource (Graph v1.0; property names per reference/graph_openapi CSDL + the Graph application page)."""
+    """application resource (Graph v1.0; property names per the CSDL and resources/application.md)."""
     return {
         "id": new_id(), "deletedDateTime": None, "appId": app_id, "applicationTemplateId": template_id, "disabledByMicrosoftStatus": None,
         "createdDateTime": iso(), "displayName": display_name, "description": None, "groupMembershipClaims": None, "identifierUris": [],
@@ -62,7 +64,8 @@ def new_application(app_id, display_name, template_id, service_management_refere
 
 def new_service_principal(app, tenant_id):
     """servicePrincipal of a template-created app: appRoleAssignmentRequired true, the User/msiam_access roles,
-    applicationTemplateId (graph_api.md §2; Cloudflare's guide shows applicationTemplateId on the SP too)."""
+    applicationTemplateId (api/applicationtemplate-instantiate.md sample; Cloudflare's guide, cloudflare-docs
+    src/content/docs/fundamentals/account/account-security/scim-setup/entra.mdx, shows applicationTemplateId on the SP too)."""
     return {
         "id": new_id(), "deletedDateTime": None, "accountEnabled": True, "alternativeNames": [], "appDisplayName": app["displayName"],
         "appDescription": None, "appId": app["appId"], "applicationTemplateId": app["applicationTemplateId"],
@@ -107,7 +110,7 @@ ASSIGNMENTS = Collection("appRoleAssignment", ASSIGNMENT_PROPERTIES, {}, countab
 LOG_PROPERTIES = ("id", "activityDateTime", "tenantId", "jobId", "cycleId", "changeId", "provisioningAction", "durationInMilliseconds",
                   "provisioningStatusInfo", "provisioningSteps", "modifiedProperties", "servicePrincipal", "sourceSystem", "targetSystem",
                   "sourceIdentity", "targetIdentity", "initiatedBy")
-# graph_api.md §10: eq, contains, gt, lt (case-sensitive), $orderby, $top, $skiptoken; $count not supported.
+# api/provisioningobjectsummary-list.md: eq, contains, gt, lt (case-sensitive), $orderby, $top, $skiptoken; $count not supported.
 PROVISIONING_LOGS = Collection(
     "provisioningObjectSummary", LOG_PROPERTIES,
     {"jobId": ("eq", "contains"), "cycleId": ("eq", "contains"), "changeId": ("eq", "contains"), "id": ("eq", "contains"),
@@ -133,7 +136,7 @@ def reject_unknown(body, allowed):
         if key.startswith("@odata."):
             continue
         if key not in allowed:
-            # Directory services refuse undeclared properties (graph_api.md §2 "400 Request_BadRequest for malformed input").
+            # Directory services refuse undeclared properties with 400 Request_BadRequest (observed Graph answer, not documented).
             raise bad_request("Property '%s' does not exist as a declared property or extension property." % key)
 
 
@@ -198,7 +201,7 @@ SERVICE_PRINCIPAL_READ_ONLY = ("id", "appId", "appDisplayName", "applicationTemp
 
 # ---------------------------------------------------------------------------------------------- resolvers
 def _key(raw):
-    """``{id}`` or alternate key ``appId=...`` (from ``servicePrincipals(appId='...')``, graph_api.md header)."""
+    """``{id}`` or alternate key ``appId=...`` (from ``servicePrincipals(appId='...')``, api/serviceprincipal-get.md)."""
     if raw.startswith("appId="):
         return "appId", raw[len("appId="):]
     if not GUID_RE.match(raw):
@@ -208,7 +211,8 @@ def _key(raw):
 
 
 def resolve_sp(ctx, raw, owned=False):
-    """Find a visible service principal or raise 404 (graph_api.md §3: 404 while not replicated)."""
+    """Find a visible service principal or raise 404 (404 while not replicated: "Designing for Eventual Consistency for
+    Microsoft Entra", devblogs.microsoft.com/identity)."""
     state = ctx.state
     kind, value = _key(raw)
     sp = state.sp_by_app_id(value) if kind == "appId" else state.service_principals.get(value)
@@ -268,7 +272,7 @@ def patch_application(ctx, match):
 
 
 def delete_application(ctx, match):
-    # graph_api.md §2: DELETE /applications/{id} -> 204; its service principal goes with it.
+    # api/application-delete.md: DELETE /applications/{id} -> 204; its service principal goes with it.
     app = resolve_app(ctx, match["app"], owned=True)
     ctx.state.delete_application(app["id"])
     return 204, None
@@ -302,10 +306,10 @@ def delete_service_principal(ctx, match):
 
 # ---------------------------------------------------------------------------------------------- instantiate
 def instantiate(ctx, match):
-    """graph_api.md §2: POST /applicationTemplates/{id}/instantiate -> 201 with application + servicePrincipal.
+    """api/applicationtemplate-instantiate.md: POST /applicationTemplates/{id}/instantiate -> 201 with application + servicePrincipal.
 
     Not idempotent: every call creates a new pair. Faults: replication lag (new objects answer 404 for a while),
-    ``instantiate_404_rate`` (objects created, answer 404; reference/peers.md §8 item 2) and
+    ``instantiate_404_rate`` (objects created, answer 404; hashicorp/terraform-provider-azuread PR #1406) and
     ``instantiate_503_after_create`` (objects created, answer 503 ``serviceNotAvailable``: a 503 is the gateway's
     answer and says nothing about whether the backend acted; faults.py names the sources)."""
     template_id = match["template"].lower()
@@ -327,7 +331,8 @@ def instantiate(ctx, match):
     state.service_principals[sp["id"]] = sp
     state.sp_meta[sp["id"]] = Meta(lag, owners)
     state.sp_application[sp["id"]] = app["id"]
-    # The provisioning service learns about the SP a little after the directory does (graph_api.md §4c, §9).
+    # The provisioning service learns about the SP a little after the directory does (observed; terraform-provider-azuread
+    # retries synchronization calls on 403/409 for this).
     state.sync_visible_at[sp["id"]] = time.monotonic() + lag * 1.5
     outage = ctx.faults.instantiate_503_after_create()
     if outage is not None:
@@ -355,7 +360,8 @@ def _assignment_id():
 
 
 def list_assignments(ctx, match):
-    """The list lags behind recent grants (graph_api.md §8, §9 item 5): new assignments show up after the replication lag."""
+    """The list lags behind recent grants (api/serviceprincipal-list-approleassignedto.md): new assignments show up after the
+    replication lag."""
     sp = resolve_sp(ctx, match["sp"])
     now = time.monotonic()
     items = [a for a in ctx.state.assignments.get(sp["id"], []) if ctx.state.assignment_visible_at.get(a["id"], 0.0) <= now]
@@ -364,7 +370,8 @@ def list_assignments(ctx, match):
 
 
 def create_assignment(ctx, match):
-    """graph_api.md §8: POST appRoleAssignedTo {principalId, resourceId, appRoleId} -> 201; duplicate -> 400."""
+    """api/serviceprincipal-post-approleassignedto.md: POST appRoleAssignedTo {principalId, resourceId, appRoleId} -> 201;
+    duplicate -> 400 "Permission being assigned already exists on the object" (observed, not documented)."""
     sp = resolve_sp(ctx, match["sp"])
     body = require_object(ctx)
     reject_unknown(body, ("principalId", "resourceId", "appRoleId", "principalType", "principalDisplayName", "resourceDisplayName"))
@@ -399,7 +406,7 @@ def get_assignment(ctx, match):
 
 
 def delete_assignment(ctx, match):
-    # graph_api.md §8: DELETE /servicePrincipals/{sp}/appRoleAssignedTo/{id} -> 204.
+    # api/serviceprincipal-delete-approleassignedto.md: DELETE /servicePrincipals/{sp}/appRoleAssignedTo/{id} -> 204.
     sp = resolve_sp(ctx, match["sp"])
     items = ctx.state.assignments.get(sp["id"], [])
     for index, assignment in enumerate(items):
@@ -446,7 +453,7 @@ def get_group(ctx, match):
 
 
 def list_group_members(ctx, match):
-    """Direct members only, each with ``@odata.type`` (nested groups are listed, not expanded; graph_api.md §8)."""
+    """Direct members only, each with ``@odata.type`` (nested groups are listed, not expanded; api/group-list-members.md)."""
     group = _group(ctx, match["group"])
     items = []
     for member_id in ctx.state.group_members.get(group["id"], []):
@@ -466,7 +473,8 @@ def list_group_members(ctx, match):
 
 # ---------------------------------------------------------------------------------------------- provisioning logs
 def list_provisioning_logs(ctx, match):
-    """graph_api.md §10: newest first; reports are throttled at 5 requests per 10 s per app (§12)."""
+    """api/provisioningobjectsummary-list.md; newest first (our choice: the page states no order); reports are throttled at
+    5 requests per 10 s per app (concepts/throttling-limits.md, "Identity and access reports")."""
     limit, window = ctx.faults.reports_throttle()
     if limit:
         now = time.monotonic()

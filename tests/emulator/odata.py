@@ -1,8 +1,11 @@
 """OData query options as Microsoft Graph v1.0 applies them: $filter, $select, $top, $skiptoken, $count, $orderby.
 
-Sources: reference/graph_api.md §1 (eq on displayName/appId/applicationTemplateId, '' escape, advanced queries
-need ``ConsistencyLevel: eventual`` + ``$count=true``), §10 (provisioning logs: eq, contains, gt, lt,
-case-sensitive, $top, $skiptoken, no $count), §14 (``@odata.nextLink`` is a full URL with ``$skiptoken``; headers
+Sources (paths in microsoftgraph/microsoft-graph-docs-contrib): directory objects, api-reference/v1.0/api/serviceprincipal-list.md
+and application-list.md (eq on displayName/appId/applicationTemplateId) and concepts/aad-advanced-queries.md (advanced
+queries need ``ConsistencyLevel: eventual`` + ``$count=true``); ``''`` escapes a quote in a string literal (OASIS OData
+v4.01 URL Conventions); provisioning logs, api-reference/v1.0/api/provisioningobjectsummary-list.md (eq, contains, gt, lt,
+case-sensitive, $orderby, $top, $skiptoken; no $count: CountRestrictions of microsoftgraph/msgraph-metadata
+schemas/v1.0-Prod.csdl); paging, concepts/paging.md (``@odata.nextLink`` is a full URL with ``$skiptoken``; headers
 are not carried over; ``@odata.count`` on the first page only).
 """
 
@@ -133,7 +136,7 @@ class Collection:
     """How one Graph collection supports query options.
 
     ``filterable`` maps property path -> set of operators; ``advanced`` operators additionally need
-    ``ConsistencyLevel: eventual`` and ``$count=true`` (directory objects, graph_api.md §1).
+    ``ConsistencyLevel: eventual`` and ``$count=true`` (directory objects, concepts/aad-advanced-queries.md).
     """
 
     def __init__(self, type_name, properties, filterable, advanced=(), case_sensitive=False, max_top=999,
@@ -211,7 +214,7 @@ class Query:
         if raw == "true" and not collection.countable:
             raise GraphError(400, "BadRequest", "$count is not supported on this resource.")
         if raw == "true" and not self.eventual:
-            # Directory objects: $count is an advanced query (graph_api.md §1).
+            # Directory objects: $count is an advanced query (concepts/aad-advanced-queries.md).
             raise GraphError(400, "Request_BadRequest", "$count is not currently supported.")
         return raw == "true"
 

@@ -1,10 +1,14 @@
 """Which Graph application permissions each emulated operation needs.
 
-Source: reference/graph_api.md §0 "Permissions at a glance" (least privileged and higher permissions; any of the
-listed permissions grants), plus the users/groups read permissions of the Graph reference pages it cites. A
-requirement is a tuple of groups; every group must be satisfied by one of its permissions.
-``Application.ReadWrite.OwnedBy`` satisfies a group only for objects the caller owns (the emulator makes the
-client that instantiated an app its owner); it still lets the caller list and read all apps (graph_api.md §0).
+Source: the "Permissions" tables (least privileged and higher privileged permissions; any of the listed permissions
+grants) of the v1.0 API pages in microsoftgraph/microsoft-graph-docs-contrib ``api-reference/v1.0/api/``:
+applicationtemplate-instantiate.md, application-list.md, serviceprincipal-list.md, serviceprincipal-get.md, the
+synchronization-*.md pages, serviceprincipal-post-approleassignedto.md and -list-approleassignedto.md,
+provisioningobjectsummary-list.md (AuditLog.Read.All and Directory.Read.All), user-list.md, group-list.md,
+group-list-members.md. A requirement is a tuple of groups; every group must be satisfied by one of its permissions.
+``Application.ReadWrite.OwnedBy`` satisfies a group only for objects the caller owns (concepts/permissions-reference.md;
+the emulator makes the client that instantiated an app its owner, which is not verified on a tenant); the list and get
+pages accept it too, so it still lets the caller list and read all apps.
 """
 
 OWNED_BY = "Application.ReadWrite.OwnedBy"

@@ -76,7 +76,9 @@ class Job:
         self.watermark = True  # False after restart with Watermark: next cycle re-evaluates and re-exports everything
         self.complete_failures = 0
         self.next_attempt = 0.0  # monotonic time before which a quarantined job is not retried by the background loop
-        self.starts_while_active = 0  # "start" calls on a running job (Microsoft warns against them, graph_api.md §7)
+        # "start" calls on a running job; Microsoft warns against them (microsoftgraph/microsoft-graph-docs-contrib
+        # api-reference/v1.0/api/synchronization-synchronizationjob-start.md).
+        self.starts_while_active = 0
         self.last_reset_scope = None
 
 
@@ -321,7 +323,8 @@ class State:
         }
 
 
-# synchronizationSecret keys whose values Graph never reads back in clear (graph_api.md §5: sensitive values are "*").
+# synchronizationSecret keys whose values Graph never reads back in clear (observed: sensitive values read back as "*",
+# MicrosoftDocs/azure-docs issue #55184; which keys beyond SecretToken/ClientSecret are masked is our assumption).
 SENSITIVE_SECRET_KEYS = frozenset((
     "Password", "SecretToken", "AppKey", "ClientSecret", "ConsumerSecret", "TokenKey", "Oauth2AccessToken", "Oauth2RefreshToken",
     "Oauth2ClientSecret", "Oauth2AuthorizationCode", "ConnectionString",

@@ -1,9 +1,16 @@
 """Synchronization API (jobs, secrets, templates) and the provisioning engine that pushes to the Cloudflare side.
 
-Sources: reference/graph_api.md §4 (templates, jobs, job state machine and status shape), §5 (secrets), §6
-(validateCredentials), §7 (start/pause/restart), §8 (group scope = direct members), §10 (provisioning log entries),
-reference/graph_openapi/ (CSDL of synchronizationJob/Status/Quarantine/TaskExecution and the enums), and
-reference/peers.md §6 (what Cloudflare accepts). Handlers run with the state lock held.
+Sources (``api/`` and ``resources/`` are under ``api-reference/v1.0/`` of microsoftgraph/microsoft-graph-docs-contrib; the
+full list is in docs/emulator.md, "Sources"): templates and jobs api/synchronization-synchronization-list-templates.md,
+-list-jobs.md, -post-jobs.md, api/synchronization-synchronizationjob-get.md and -delete.md; job, status, schedule and
+quarantine shapes resources/synchronization-synchronizationjob.md, -synchronizationstatus.md, -synchronizationschedule.md,
+-synchronizationquarantine.md; secrets api/synchronization-serviceprincipal-put-synchronization.md; validateCredentials
+api/synchronization-synchronizationjob-validatecredentials.md; start/pause/restart api/synchronization-synchronizationjob-start.md,
+-pause.md, -restart.md, resources/synchronization-synchronizationjobrestartcriteria.md; scope (direct members of assigned groups)
+and cycles MicrosoftDocs/entra-docs docs/identity/app-provisioning/how-provisioning-works.md; provisioning log entries
+resources/provisioningobjectsummary.md; type, property and enum names the CSDL, microsoftgraph/msgraph-metadata
+schemas/v1.0-Prod.csdl; what Cloudflare accepts cloudflare/cloudflare-docs
+src/content/docs/fundamentals/account/account-security/scim-setup/ (index.mdx, entra.mdx). Handlers run with the state lock held.
 """
 
 import datetime
@@ -21,12 +28,14 @@ from .odata import Collection, list_response
 from .state import SENSITIVE_SECRET_KEYS, Job
 from .web import Request
 
-NEVER = "P10675199DT2H48M5.4775807S"  # graph_api.md §4c: .NET TimeSpan.MaxValue = never scheduled
-ACTIVE_INTERVAL = "PT40M"  # graph_api.md §4d cadence; the emulator itself cycles every --cycle-interval seconds
+NEVER = "P10675199DT2H48M5.4775807S"  # new job's interval (synchronization-synchronization-post-jobs.md): .NET TimeSpan.MaxValue
+# Cycles "approximately every 40 minutes" (MicrosoftDocs/entra-docs docs/identity/saas-apps/ provisioning tutorials; the
+# cloudflare-docs entra.mdx sample job shows PT40M); the emulator itself cycles every --cycle-interval seconds.
+ACTIVE_INTERVAL = "PT40M"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 SCIM_TEMPLATE = "scim"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-# CSDL enum synchronizationSecret (reference/graph_openapi/msgraph-metadata_v1.0-Prod_csdl_fragments.xml).
+# CSDL enum synchronizationSecret (microsoftgraph/msgraph-metadata schemas/v1.0-Prod.csdl).
 SECRET_KEYS = frozenset((
     "None", "UserName", "Password", "SecretToken", "AppKey", "BaseAddress", "ClientIdentifier", "ClientSecret", "SingleSignOnType",
     "Sandbox", "Url", "Domain", "ConsumerKey", "ConsumerSecret", "TokenKey", "TokenExpiration", "Oauth2AccessToken",
@@ -37,9 +46,10 @@ SECRET_KEYS = frozenset((
     "PerformInboundEntitlementGrants", "HardDeletesEnabled", "SyncAgentCompatibilityKey", "SyncAgentADContainer", "ValidateDomain",
     "TestReferences", "ConnectionString",
 ))
-# CSDL enum synchronizationJobRestartScope (IsFlags).
+# CSDL enum synchronizationJobRestartScope (IsFlags; meanings in resources/synchronization-synchronizationjobrestartcriteria.md).
 RESET_SCOPE_FLAGS = ("None", "ConnectorDataStore", "Escrows", "Watermark", "QuarantineState", "Full", "ForceDeletes")
-DEFAULT_RESET_SCOPE = ("QuarantineState", "Watermark", "Escrows")  # graph_api.md §7: empty resetScope = portal "Restart"
+# An empty resetScope = the portal's "Restart provisioning" (resources/synchronization-synchronizationjobrestartcriteria.md).
+DEFAULT_RESET_SCOPE = ("QuarantineState", "Watermark", "Escrows")
 CREDENTIAL_ERROR = "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable"
 CONNECTION_ERROR = "SystemForCrossDomainIdentityManagementServiceUnavailable"
 MAX_LOG_ENTRIES = 5000
@@ -52,7 +62,8 @@ def _context(ctx, sp_id, suffix):
 
 
 def sync_gate(ctx, sp):
-    """Right after instantiate the provisioning service does not know the SP yet: 403/409/400 UnknownError (§4c, §9)."""
+    """Right after instantiate the provisioning service does not know the SP yet: 403/409/400 UnknownError (observed, not
+    documented; terraform-provider-azuread retries synchronization calls on 403/409)."""
     visible_at = ctx.state.sync_visible_at.get(sp["id"], 0.0)
     if time.monotonic() >= visible_at:
         return
@@ -103,7 +114,7 @@ def _blank_status():
 
 # ---------------------------------------------------------------------------------------------- templates and jobs
 def list_templates(ctx, match):
-    # graph_api.md §4a: the non-gallery SCIM app has the "scim" template.
+    # The non-gallery SCIM app has the "scim" template (cloudflare-docs entra.mdx: the SCIM templateId "is an Entra provided template").
     sp = _sp_for_sync(ctx, match)
     template = {"id": SCIM_TEMPLATE, "applicationId": sp["applicationTemplateId"], "default": True, "description": "SCIM 2.0 provisioning",
                 "discoverable": True, "factoryTag": SCIM_TEMPLATE, "metadata": []}
@@ -118,9 +129,9 @@ def list_jobs(ctx, match):
 
 
 def create_job(ctx, match):
-    """graph_api.md §4c: {"templateId": "scim"} -> 201, Disabled / NotConfigured / never interval.
+    """api/synchronization-synchronization-post-jobs.md: {"templateId": "scim"} -> 201, Disabled / NotConfigured / never interval.
 
-    A second job with the same templateId is created as a duplicate (the docs are silent, §4c/§16 [verify]; a
+    A second job with the same templateId is created as a duplicate (the docs are silent; not verified on a tenant; a
     Microsoft sample script warns about "multiple synchronization jobs" on one SP, so duplicates can exist)."""
     sp = _sp_for_sync(ctx, match)
     body = require_object(ctx)
@@ -144,7 +155,7 @@ def get_job(ctx, match):
 
 
 def delete_job(ctx, match):
-    # graph_api.md §4e: 204; the job's state is gone, provisioned accounts stay in the target.
+    # api/synchronization-synchronizationjob-delete.md: 204; the job's state is gone, provisioned accounts stay in the target.
     sp = _sp_for_sync(ctx, match)
     _job(ctx, sp, match["job"])
     del ctx.state.jobs[sp["id"]][match["job"]]
@@ -152,7 +163,7 @@ def delete_job(ctx, match):
 
 
 def start_job(ctx, match):
-    """graph_api.md §7: starts a disabled job, resumes a paused one, clears quarantine. 204, no body."""
+    """api/synchronization-synchronizationjob-start.md: starts a disabled job, resumes a paused one, clears quarantine. 204, no body."""
     sp = _sp_for_sync(ctx, match)
     job = _job(ctx, sp, match["job"])
     if ctx.json_body() not in (None, {}):
@@ -189,7 +200,8 @@ def pause(job):
 
 
 def restart_job(ctx, match):
-    """graph_api.md §7: {"criteria": {"resetScope": "<comma-separated flags>"}}; empty = QuarantineState, Watermark, Escrows."""
+    """api/synchronization-synchronizationjob-restart.md: {"criteria": {"resetScope": "<comma-separated flags>"}}; empty =
+    QuarantineState, Watermark, Escrows (resources/synchronization-synchronizationjobrestartcriteria.md)."""
     sp = _sp_for_sync(ctx, match)
     job = _job(ctx, sp, match["job"])
     body = require_object(ctx, allow_empty=True)
@@ -237,21 +249,22 @@ def _credentials(ctx, sp, body):
 def _validate(ctx, credentials):
     ok, detail = ctx.engine.probe(credentials.get("BaseAddress"), credentials.get("SecretToken"))
     if not ok:
-        # graph_api.md §6: the portal reports HTTP 400 CredentialValidationUnavailable with the failed target request.
+        # The portal reports HTTP 400 CredentialValidationUnavailable with the failed target request (observed, not documented).
         raise GraphError(400, "CredentialValidationUnavailable",
                          "Error validating credentials. %s Please confirm the Tenant URL and Secret Token are correct." % detail)
     return 204, None
 
 
 def validate_job_credentials(ctx, match):
-    """graph_api.md §6: POST .../jobs/{id}/validateCredentials -> 204, or 400 when the target rejects them. No state change."""
+    """api/synchronization-synchronizationjob-validatecredentials.md: POST .../jobs/{id}/validateCredentials -> 204, or 400 when
+    the target rejects them (the 400 is observed). No state change."""
     sp = _sp_for_sync(ctx, match)
     _job(ctx, sp, match["job"])
     return _validate(ctx, _credentials(ctx, sp, require_object(ctx)))
 
 
 def validate_credentials_without_job(ctx, match):
-    # graph_api.md §6 collection-bound variant: needs applicationIdentifier (appId) and templateId.
+    # Collection-bound variant: needs applicationIdentifier (appId) and templateId (in the CSDL, not on the reference page).
     sp = _sp_for_sync(ctx, match)
     body = require_object(ctx)
     if body.get("applicationIdentifier") != sp["appId"] or body.get("templateId") != SCIM_TEMPLATE:
@@ -261,8 +274,10 @@ def validate_credentials_without_job(ctx, match):
 
 # ---------------------------------------------------------------------------------------------- secrets
 def put_secrets(ctx, match):
-    """graph_api.md §5: per-key upsert; "" deletes a key; SyncNotificationSettings "" -> 400 UnknownError wrapping
-    InvalidNotificationSettings. 204. Works without a job (the secrets live on the SP's synchronization)."""
+    """api/synchronization-serviceprincipal-put-synchronization.md: 204. Observed, not documented: per-key upsert; "" deletes
+    a key (terraform-provider-azuread deletes secrets that way); SyncNotificationSettings "" -> 400 UnknownError wrapping
+    InvalidNotificationSettings (microsoftgraph/msgraph-metadata issue #347). Works without a job (the secrets live on the
+    SP's synchronization; not verified on a tenant)."""
     sp = _sp_for_sync(ctx, match)
     body = require_object(ctx)
     reject_unknown(body, ("value",))
@@ -287,7 +302,8 @@ def put_secrets(ctx, match):
 
 
 def get_secrets(ctx, match):
-    """Not in the v1.0 reference but works (graph_api.md §5 [observed]): sensitive values read back as "*"."""
+    """Not in the v1.0 reference but works (observed: MicrosoftDocs/azure-docs issue #55184, microsoftgraph/msgraph-metadata
+    issue #347): sensitive values read back as "*" (terraform-provider-azuread synchronization.go keeps its own value then)."""
     sp = _sp_for_sync(ctx, match)
     values = [{"key": key, "value": "*" if key in SENSITIVE_SECRET_KEYS else value}
               for key, value in ctx.state.secrets.get(sp["id"], {}).items()]
@@ -341,7 +357,7 @@ class Cycle:
         self.imported = 0
 
     def log(self, kind, source, target_id, target_name, action, error=None, modified=None):
-        """Append a provisioningObjectSummary (graph_api.md §10; property names from the CSDL)."""
+        """Append a provisioningObjectSummary (resources/provisioningobjectsummary.md; property names from the CSDL)."""
         state = self.engine.state
         started = time.monotonic()
         upn = source.get("userPrincipalName") if kind == "User" else None
@@ -399,7 +415,8 @@ def _scim_error(status, body):
 
 
 def _error_code(status):
-    # Target-side SCIM failures as they appear in provisioning logs (graph_api.md §10).
+    # Target-side SCIM failure codes in provisioning logs: <App>EntryConflict for a 409 as in Example 2 of
+    # api/provisioningobjectsummary-list.md; the SystemForCrossDomainIdentityManagement* names are observed, not documented.
     if status == 409:
         return "SystemForCrossDomainIdentityManagementEntryConflict"
     if status == 404:
@@ -467,7 +484,7 @@ class ProvisioningEngine:
                 elif kind == "Group":
                     groups[principal["id"]] = principal
                     for member_id in state.group_members.get(principal["id"], []):
-                        if member_id in state.users:  # nested groups are not expanded (graph_api.md §8)
+                        if member_id in state.users:  # nested groups are not expanded (how-provisioning-works.md)
                             users[member_id] = state.users[member_id]
         return users, groups
 
@@ -561,7 +578,8 @@ class ProvisioningEngine:
                                     {"displayName": "active", "oldValue": None, "newValue": str(desired["active"])}])
             except ScimFailure as exc:
                 self._escrow(cycle, "User", user, user_id, user["userPrincipalName"], action, exc)
-        # Out of scope (assignment removed): disable in the target, active=false (peers.md §6: needed to remove access).
+        # Out of scope (assignment removed): disable in the target, active=false (how-provisioning-works.md; cloudflare-docs
+        # scim-setup/index.mdx: account membership removal needs active: false).
         for user_id, entry in list(job.connector.items()):
             if entry["type"] != "User" or user_id in users or not entry.get("active"):
                 continue
@@ -687,7 +705,8 @@ class ProvisioningEngine:
         return {"result": "Failed", "exported": 0, "escrowed": cycle.escrowed}
 
     def _quarantine(self, cycle, reason, code, message, record_execution=True):
-        """graph_api.md §4d: status.code Quarantine with status.quarantine {reason, error, currentBegan, nextAttempt, ...}."""
+        """status.code Quarantine with status.quarantine {reason, error, currentBegan, nextAttempt, ...}
+        (resources/synchronization-synchronizationstatus.md, -synchronizationquarantine.md)."""
         job = cycle.job
         status = job.graph["status"]
         error = {"code": code, "message": message, "tenantActionable": True}

@@ -1,7 +1,8 @@
 """Certificates for the emulator: a throw-away CA and server certificate, and client certificates for tests.
 
-msal refuses plain http authorities (reference/toolchain.md "msal and TLS in tests"), so the emulator serves
-HTTPS with a CA generated at start; clients trust it through the ready file's ``ca_path``.
+msal refuses plain http authorities (msal's ``authority.py``, ``canonicalize()``: the authority must be an https URL;
+AzureAD/microsoft-authentication-library-for-python), so the emulator serves HTTPS with a CA generated at start;
+clients trust it through the ready file's ``ca_path``.
 """
 
 import base64

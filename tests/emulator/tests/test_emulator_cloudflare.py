@@ -1,4 +1,4 @@
-"""Cloudflare SCIM v2 side (cloudflare.py; reference/peers.md §6)."""
+"""Cloudflare SCIM v2 side (cloudflare.py, whose docstring names the cloudflare-docs pages and api-schemas operations)."""
 
 import uuid
 

@@ -1,4 +1,5 @@
-"""One test per reference/graph_api.md quirk the emulator implements (section numbers in the test names)."""
+"""One test per Graph quirk the emulator implements. The section numbers in the test names and headers (s1, s4c, ...) are
+the topics of the table in docs/emulator.md, "Sources", which names the upstream page of each."""
 
 import json
 import time

@@ -1,5 +1,6 @@
 """Login: OpenID configuration, instance discovery, client credentials (secret and certificate, with msal as it
-ships), managed identity, AADSTS errors, and Graph 401/403 (identity.py, graph_api.md §0/§11)."""
+ships), managed identity, AADSTS errors, and Graph 401/403 (identity.py; the permission tables of the Graph v1.0 API pages
+and concepts/errors.md of microsoftgraph/microsoft-graph-docs-contrib, see permissions.py)."""
 
 import base64
 import time

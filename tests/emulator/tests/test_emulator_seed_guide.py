@@ -1,6 +1,9 @@
-"""The seed guide's sequence (reference/seed-cloudflare-entra-scim.txt, graph_api.md §15) with plain requests,
-checked step by step: token -> instantiate -> create job -> put secrets -> validateCredentials -> assign -> start ->
-provisioning cycle -> users and groups present in Cloudflare."""
+"""The seed guide's sequence with plain requests, checked step by step: token -> instantiate -> create job -> put secrets
+-> validateCredentials -> assign -> start -> provisioning cycle -> users and groups present in Cloudflare. The seed guide
+is "(Optional) Automate Cloudflare's SCIM integration" in cloudflare/cloudflare-docs
+src/content/docs/fundamentals/account/account-security/scim-setup/entra.mdx (token, instantiate, create job, secrets); the
+steps after it follow MicrosoftDocs/entra-docs docs/identity/app-provisioning/application-provisioning-configuration-api.md
+(test the connection, save the credentials, start the job) and the same entra.mdx (assign users and groups)."""
 
 import json
 import uuid
