@@ -41,7 +41,8 @@ USER_ROLE_ID = "18d14569-c3bd-439b-9a66-3a2aee01d14f"
 NON_GALLERY_TEMPLATE_ID = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
 
 __all__ = ["COLLECTION_ROOT", "DEFAULT_CLIENT", "DEFAULT_CLOUDFLARE_ACCOUNTS", "DEFAULT_IDENTITY_HEADER", "DEFAULT_SEED", "Emulator",
-           "EmulatorError", "NON_GALLERY_TEMPLATE_ID", "READONLY_CLIENT", "USER_ROLE_ID", "make_client_certificate"]
+           "EmulatorError", "GraphAdmin", "NON_GALLERY_TEMPLATE_ID", "READONLY_CLIENT", "USER_ROLE_ID", "make_client_certificate",
+           "role_vars"]
 
 
 class EmulatorError(RuntimeError):
@@ -208,6 +209,31 @@ class Emulator:
         if response.status_code != 200:
             raise EmulatorError("token request failed with %d: %s" % (response.status_code, response.json().get("error")))
         return response.json()["access_token"]
+
+
+class GraphAdmin:
+    """Plain Graph calls against the emulator with DEFAULT_CLIENT's token: what happens outside the modules in a test
+    (its setup, the portal, an administrator)."""
+
+    def __init__(self, emulator):
+        self.emulator = emulator
+        self.base = emulator.graph_endpoint.rstrip("/")
+        if not self.base.endswith("/v1.0"):
+            self.base += "/v1.0"
+        self.headers = {"Authorization": "Bearer %s" % emulator.token()}
+
+    def request(self, method, path, body=None, params=None):
+        return self.emulator.session.request(method, "%s/%s" % (self.base, path), json=body, params=params, headers=self.headers,
+                                             timeout=30)
+
+    def call(self, method, path, body=None):
+        """The JSON answer of a call that must succeed."""
+        response = self.request(method, path, body)
+        assert response.status_code < 300, "%s %s -> %d %s" % (method, path, response.status_code, response.text[:500])
+        return response.json() if response.content else None
+
+    def assign(self, sp_id, principal_id, role=USER_ROLE_ID):
+        self.call("POST", "servicePrincipals/%s/appRoleAssignedTo" % sp_id, {"principalId": principal_id, "resourceId": sp_id, "appRoleId": role})
 
 
 def role_vars(emulator):

@@ -163,24 +163,6 @@ def emulator(tmp_path_factory, secrets):
         yield emu
 
 
-class Graph(object):
-    """Plain Graph calls for what happens outside the examples (the portal, an administrator)."""
-
-    def __init__(self, emulator):
-        self.emulator = emulator
-        self.base = emulator.graph_endpoint.rstrip("/") + "/v1.0"
-        self.headers = {"Authorization": "Bearer %s" % emulator.token()}
-
-    def call(self, method, path, body=None):
-        response = self.emulator.session.request(method, "%s/%s" % (self.base, path), json=body, headers=self.headers, timeout=30)
-        assert response.status_code < 300, "%s %s -> %d %s" % (method, path, response.status_code, response.text[:500])
-        return response.json() if response.content else None
-
-    def assign(self, sp_id, principal_id):
-        self.call("POST", "servicePrincipals/%s/appRoleAssignedTo" % sp_id,
-                  {"principalId": principal_id, "resourceId": sp_id, "appRoleId": harness.USER_ROLE_ID})
-
-
 class View(object):
     """What one app looks like in a state dump of the emulator."""
 
@@ -247,7 +229,7 @@ def test_examples_run_unchanged_against_the_emulator(emulator, playbook, secrets
     ids = emulator.seed(seed)
     users, groups = ids["users"], ids["groups"]
     assert groups["Cloudflare Engineers"] == ENGINEERS_ID
-    graph = Graph(emulator)
+    graph = harness.GraphAdmin(emulator)  # what happens outside the examples (the portal, an administrator)
 
     def run(stage, steps, **example_env):
         emulator.reset_log()

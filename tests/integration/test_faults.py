@@ -25,11 +25,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.parse
 
 import pytest
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import FakeGraph
 from tests.emulator import harness
 
 PLAYBOOKS = os.path.join(harness.COLLECTION_ROOT, "playbooks")
@@ -46,6 +46,9 @@ KILL_POINTS = 12 if SOAK else 5
 KILL_ACCOUNTS = 3 if SOAK else 1
 RACE_ACCOUNTS = 20 if SOAK else 10
 RACE_RUNS = 3 if SOAK else 2
+# Accounts a race may leave with two apps (docs/resilience.md, "When a duplicate can stay": 1 to 4 of 10 in our runs,
+# 6 of 20 in the soak); the runs themselves must settle at least the other half.
+RACE_MAX_DUPLICATED = RACE_ACCOUNTS // 2
 
 RECAP_PREFIX = "PLAY RECAP"
 
@@ -573,8 +576,7 @@ def test_killed_runs_converge_on_rerun(emulator, runner):
 # ---------------------------------------------------------------------------------------------- races
 def delete_application(emulator, app):
     """DELETE /applications/{id} as an administrator would, to clean up a duplicate."""
-    response = emulator.session.delete("%s/v1.0/applications/%s" % (emulator.graph_endpoint, app["id"]), timeout=30,
-                                       headers={"Authorization": "Bearer %s" % emulator.token()})
+    response = harness.GraphAdmin(emulator).request("DELETE", "applications/%s" % app["id"])
     assert response.status_code == 204, response.text
 
 
@@ -582,8 +584,9 @@ def test_concurrent_runs_over_the_same_accounts(emulator, runner):
     """RACE_RUNS ansible-playbook runs start together over the same new accounts (realistic faults: 2 s replication lag).
 
     Apps and jobs made twice are settled by the runs themselves (the oldest app, the job with the smallest id). When an
-    ``instantiate`` that answered 404 cannot tell its app from the other run's, a duplicate can stay: the next run then
-    fails that account naming every app and which one to keep, and changes nothing else.
+    ``instantiate`` that answered 404 cannot tell its app from the other run's, a duplicate can stay (on at most
+    RACE_MAX_DUPLICATED accounts; the runs settle all the others): the next run then fails that account naming every app
+    and which one to keep, and changes nothing else.
     """
     hosts = fleet(runner, 0x200, RACE_ACCOUNTS, "race")
     emulator.set_faults("realistic")
@@ -596,6 +599,8 @@ def test_concurrent_runs_over_the_same_accounts(emulator, runner):
     duplicated = sorted(host for host, acct in accounts.items() if len(acct["apps"]) > 1)
     print("race: failed hosts per run %s; accounts left with several apps: %s" % ([r.failed_hosts() for r in results], duplicated))
     clean = dict((host, values) for host, values in hosts.items() if host not in duplicated)
+    assert len(duplicated) <= RACE_MAX_DUPLICATED and len(clean) >= len(hosts) - RACE_MAX_DUPLICATED, \
+        "%d of %d accounts were left with several apps (at most %d may be)" % (len(duplicated), len(hosts), RACE_MAX_DUPLICATED)
     assert problems(emulator, clean) == []
     assert all(len(acct["jobs"]) <= 1 for host, acct in accounts.items() if host not in duplicated)
 
@@ -625,14 +630,17 @@ def test_concurrent_runs_over_the_same_accounts(emulator, runner):
 TEMPLATE = harness.NON_GALLERY_TEMPLATE_ID
 
 
-class RaceGraph(object):
-    """Applications, service principals and jobs in memory; ``on_instantiate`` lets "another run" act meanwhile."""
+class RaceGraph(FakeGraph):
+    """Applications, service principals and jobs in memory; ``on_instantiate`` lets "another run" act meanwhile.
+
+    Its ``$batch`` (entra_app's lookup) answers each list read as the plain list would be (tests/unit/utils/fake_graph.py).
+    """
 
     def __init__(self):
+        super(RaceGraph, self).__init__()
         self.apps = {}
         self.sps = {}
         self.jobs = {}
-        self.calls = []
         self.clock = 1000
         self.on_instantiate = None
         self.instantiate_404 = False
@@ -658,15 +666,6 @@ class RaceGraph(object):
                 raise self.fail_sync.pop(0)
             return [dict(job) for job in self.jobs.values()]
         raise AssertionError(path)
-
-    def batch(self, requests, **dummy):
-        """``$batch`` of list reads (entra_app's lookup), each answered as the plain list would be."""
-        answers = []
-        for number, request in enumerate(requests, 1):
-            path, _mark, query = request["url"].partition("?")
-            answers.append({"id": str(number), "status": 200, "headers": {},
-                            "body": {"value": self.list(path, dict(urllib.parse.parse_qsl(query)))}})
-        return answers
 
     def get(self, path, params=None, **dummy):
         self.calls.append(("GET", path))
@@ -709,7 +708,8 @@ class RaceGraph(object):
 
 
 def settle(graph, name="Cloudflare SCIM - race"):
-    from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import AppService, ensure_app  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._app_service import AppService  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import ensure_app  # pylint: disable=import-outside-toplevel
     service = AppService(graph, wait_timeout=60, interval=0.01, sleep=lambda seconds: None)
     return ensure_app(service, "present", name, TEMPLATE)
 
@@ -768,7 +768,8 @@ def test_rule_jobs_every_run_keeps_the_smallest_id():
 
 
 def test_rule_a_403_fails_at_once_on_a_service_principal_configured_before():
-    from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import SyncService, FINGERPRINT_PREFIX  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._secrets import FINGERPRINT_PREFIX  # pylint: disable=import-outside-toplevel
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import SyncService  # pylint: disable=import-outside-toplevel
     denied = GraphError("Insufficient privileges to complete the operation.", status=403, code="Authorization_RequestDenied")
     for notes, lists in ((FINGERPRINT_PREFIX + "ab" * 32, 1), (None, 4)):
         graph = RaceGraph()

@@ -47,21 +47,13 @@ def salted_fingerprint(sp_id, token):
     return hashlib.sha256(("%s:%s" % (sp_id, token)).encode("utf-8")).hexdigest()
 
 
-class Graph(object):
+class Graph(harness.GraphAdmin):
     """Plain Graph calls against the emulator for the test setup; rides out injected 429/503 and replication lag."""
-
-    def __init__(self, emulator):
-        self.emulator = emulator
-        self.base = emulator.graph_endpoint.rstrip("/")
-        if not self.base.endswith("/v1.0"):
-            self.base += "/v1.0"
-        self.headers = {"Authorization": "Bearer %s" % emulator.token()}
 
     def request(self, method, path, body=None, params=None, retry_statuses=(429, 503), timeout=60):
         deadline = time.monotonic() + timeout
         while True:
-            response = self.emulator.session.request(method, "%s/%s" % (self.base, path), json=body, params=params,
-                                                     headers=self.headers, timeout=30)
+            response = super(Graph, self).request(method, path, body, params)
             if response.status_code not in retry_statuses or time.monotonic() > deadline:
                 return response
             time.sleep(float(response.headers.get("Retry-After") or 1))

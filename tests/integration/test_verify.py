@@ -59,28 +59,12 @@ EXPECTED_TRAP_CODES = sorted(["UPN_MAIL_MISMATCH", "USER_DISABLED", "DEFAULT_ACC
                               "GROUP_NAME_RESERVED_CF", "DEPRECATED_VIRTUAL_GROUP"])
 
 
-class Graph(object):
-    """Plain Graph calls against the emulator for the test setup."""
-
-    def __init__(self, emulator):
-        self.emulator = emulator
-        self.base = emulator.graph_endpoint.rstrip("/")
-        if not self.base.endswith("/v1.0"):
-            self.base += "/v1.0"
-        self.headers = {"Authorization": "Bearer %s" % emulator.token()}
-
-    def call(self, method, path, body=None):
-        response = self.emulator.session.request(method, "%s/%s" % (self.base, path), json=body, headers=self.headers, timeout=30)
-        assert response.status_code < 300, "%s %s -> %d %s" % (method, path, response.status_code, response.text[:500])
-        return response.json() if response.content else None
+class Graph(harness.GraphAdmin):
+    """The test setup: apps made, assigned and provisioned as an administrator would."""
 
     def create_app(self, name):
         created = self.call("POST", "applicationTemplates/%s/instantiate" % harness.NON_GALLERY_TEMPLATE_ID, {"displayName": name})
         return created["servicePrincipal"]["id"]
-
-    def assign(self, sp_id, principal_id, role=harness.USER_ROLE_ID):
-        self.call("POST", "servicePrincipals/%s/appRoleAssignedTo" % sp_id,
-                  {"principalId": principal_id, "resourceId": sp_id, "appRoleId": role})
 
     def provision(self, sp_id, base_address, token):
         job = self.call("POST", "servicePrincipals/%s/synchronization/jobs" % sp_id, {"templateId": "scim"})

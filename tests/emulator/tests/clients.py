@@ -9,6 +9,11 @@ import requests
 from tests.emulator.harness import DEFAULT_CLOUDFLARE_ACCOUNTS, NON_GALLERY_TEMPLATE_ID, USER_ROLE_ID
 
 
+def admin_refusal(path, message):
+    """The text of the ``EmulatorError`` (harness) for an admin POST to ``path`` that the emulator refused (400, ``message``)."""
+    return "admin POST %s -> 400: %s" % (path, json.dumps({"error": message}, separators=(",", ":")))
+
+
 def new_session(emu):
     session = requests.Session()
     session.trust_env = False  # our CA and no proxies, whatever the environment says

@@ -9,6 +9,8 @@ import uuid
 import pytest
 
 from tests.emulator import faults as fault_config
+from tests.emulator.harness import EmulatorError
+from tests.emulator.tests.clients import admin_refusal
 
 ALICE = "a1b2c3d4-0001-4000-8000-000000000001"
 
@@ -103,10 +105,20 @@ def test_profiles_and_config_validation(emulator, tmp_path):
         assert emulator.set_faults({"latency_ms": 5})["latency_ms"]["default"] == 5
     finally:
         emulator.set_faults("none")
-    for bad in ({"rate_429": 2}, {"latancy_ms": 5}, {"profile": "brutal"}, {"seed": "x"}, {"latency_ms": {"default": -1}}):
-        with pytest.raises(Exception) as failure:
+    refused = [
+        ({"rate_429": 2}, "rate_429 must be a number between 0 and 1"),
+        ({"latancy_ms": 5}, "unknown fault config keys: latancy_ms (known: instantiate_404_rate, instantiate_503_after_create, "
+                            "instantiate_503_retry_after, latency_ms, profile, rate_429, rate_503, replication_lag_s, reports_throttle, "
+                            "retry_after, seed, time_scale)"),
+        ({"profile": "brutal"}, "unknown fault profile or unreadable file 'brutal' (No such file or directory); profiles: harsh, none, "
+                                "realistic"),
+        ({"seed": "x"}, "seed must be an integer"),
+        ({"latency_ms": {"default": -1}}, "latency_ms.default must be a non-negative number"),
+    ]
+    for bad, message in refused:
+        with pytest.raises(EmulatorError) as failure:
             emulator.set_faults(bad)
-        assert "400" in str(failure.value)
+        assert str(failure.value) == admin_refusal("/faults", message)
     path = tmp_path / "faults.json"
     path.write_text(json.dumps({"profile": "realistic", "rate_503": 0.0}))
     assert fault_config.resolve(str(path))["rate_503"] == 0.0
@@ -157,9 +169,12 @@ def test_instantiate_503_after_create_acts_then_answers_503(emulator, graph, fau
     assert len(named(other)) == 2
     assert emulator.set_faults("none")["instantiate_503_after_create"] == 0
 
-    for bad in ({"instantiate_503_after_create": -1}, {"instantiate_503_after_create": 1.5},
-                {"instantiate_503_after_create": True}, {"instantiate_503_retry_after": -1},
-                {"instantiate_503_retry_after": "soon"}):
-        with pytest.raises(Exception) as failure:
+    count = ("instantiate_503_after_create must be a non-negative integer (how many of the next instantiate calls create the objects "
+             "and answer 503)")
+    delay = "instantiate_503_retry_after must be a non-negative number"
+    for bad, message in (({"instantiate_503_after_create": -1}, count), ({"instantiate_503_after_create": 1.5}, count),
+                         ({"instantiate_503_after_create": True}, count), ({"instantiate_503_retry_after": -1}, delay),
+                         ({"instantiate_503_retry_after": "soon"}, delay)):
+        with pytest.raises(EmulatorError) as failure:
             emulator.set_faults(bad)
-        assert "400" in str(failure.value) and "instantiate_503" in str(failure.value)
+        assert str(failure.value) == admin_refusal("/faults", message)

@@ -13,9 +13,9 @@ import pytest
 from tests.emulator import admin
 from tests.emulator.app import App
 from tests.emulator.faults import Faults
-from tests.emulator.harness import COLLECTION_ROOT, DEFAULT_CLIENT, DEFAULT_CLOUDFLARE_ACCOUNTS, Emulator
-from tests.emulator.state import State
-from tests.emulator.tests.clients import Graph, Scim, new_session
+from tests.emulator.harness import COLLECTION_ROOT, DEFAULT_CLIENT, DEFAULT_CLOUDFLARE_ACCOUNTS, Emulator, EmulatorError
+from tests.emulator.state import GRAPH_PERMISSIONS, State
+from tests.emulator.tests.clients import Graph, Scim, admin_refusal, new_session
 from tests.emulator.web import Request
 
 ADMINS = "b1c2d3e4-0001-4000-8000-000000000001"
@@ -80,15 +80,24 @@ def test_admin_seed_is_validated_before_anything_changes(emulator):
     before = emulator.state()
     bad = {"users": [{"userPrincipalName": "new.user@contoso.onmicrosoft.com"}],
            "cloudflare_accounts": [{"account_id": "f" * 32, "groups": [{"name": "no displayName"}]}]}
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(EmulatorError) as failure:
         emulator.seed(bad)
-    assert "400" in str(failure.value) and "cloudflare group" in str(failure.value)
+    assert str(failure.value) == admin_refusal("/seed", "unknown cloudflare group keys: name (allowed: displayName, id)")
     after = emulator.state()
     assert len(after["users"]) == len(before["users"]) and len(after["cloudflare_accounts"]) == len(before["cloudflare_accounts"])
-    for seed in ({"clients": [{"client_id": "x", "permissions": ["Everything.All"]}]}, {"users": [{"mail": "no-upn@example.com"}]},
-                 {"groups": [{"displayName": "G", "members": ["nobody@contoso.onmicrosoft.com"]}]}, {"bogus": 1}):
-        with pytest.raises(Exception):
+    refused = [
+        ({"clients": [{"client_id": "x", "permissions": ["Everything.All"]}]},
+         "unknown Graph application permissions Everything.All (known: %s)" % ", ".join(GRAPH_PERMISSIONS)),
+        ({"users": [{"mail": "no-upn@example.com"}]}, "user entries need a non-empty string 'userPrincipalName'"),
+        ({"groups": [{"displayName": "G", "members": ["nobody@contoso.onmicrosoft.com"]}]},
+         "group member 'nobody@contoso.onmicrosoft.com' is neither a known user (UPN or id) nor a group (displayName or id)"),
+        ({"bogus": 1}, "unknown seed keys: bogus (allowed: clients, cloudflare_accounts, description, groups, identity_header, "
+                       "managed_identities, tenant_domains, tenant_id, users)"),
+    ]
+    for seed, message in refused:
+        with pytest.raises(EmulatorError) as failure:
             emulator.seed(seed)
+        assert str(failure.value) == admin_refusal("/seed", message)
     assert emulator.state()["groups"] == before["groups"]
 
 

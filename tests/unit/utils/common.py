@@ -32,21 +32,30 @@ def collections_root():
 
 
 class FakeClock:
-    """Injected ``sleep``/``clock``/``now``: sleeping advances the clock and is recorded, instantly."""
+    """Injected ``sleep``/``clock``: sleeping advances the clock and is recorded, instantly.
+
+    Pass ``clock=fake.clock`` or the clock itself (it is callable); ``now`` is the time, ``on_sleep`` (if set) runs after
+    each sleep, as "meanwhile" in a test.
+    """
 
     def __init__(self, start=1000.0):
-        self.now_value = start
+        self.now = start
         self.sleeps = []
+        self.on_sleep = None
 
     def sleep(self, seconds):
         self.sleeps.append(seconds)
-        self.now_value += seconds
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep()
 
     def clock(self):
-        return self.now_value
+        return self.now
+
+    __call__ = clock
 
     def advance(self, seconds):
-        self.now_value += seconds
+        self.now += seconds
 
 
 def run_python(code, env=None, timeout=60):

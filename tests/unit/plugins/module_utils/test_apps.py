@@ -6,173 +6,27 @@
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import re
-import urllib.parse
-import uuid
-
 import pytest
 
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import (
-    MARKER_TAG,
-    AppError,
-    AppService,
-    application_result,
-    ensure_app,
-    service_principal_result,
-)
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._app_service import AppError, AppService
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._apps import application_result, ensure_app, service_principal_result
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._consistency import ConsistencyTimeout
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
-
-TEMPLATE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
-OTHER_TEMPLATE = "4602d0b4-76bb-404b-bca9-2652e1a39c6d"
-USER_ROLE = {"id": "18d14569-c3bd-439b-9a66-3a2aee01d14f", "value": None, "displayName": "User", "isEnabled": True}
-TEMPLATE_TAGS = ["WindowsAzureActiveDirectoryCustomSingleSignOnApplication", "WindowsAzureActiveDirectoryIntegratedApp"]
-CLAUSE = re.compile(r"(\w+) eq '((?:[^']|'')*)'")
-
-
-def not_found(what):
-    return GraphError("Resource '%s' does not exist" % what, status=404, code="Request_ResourceNotFound", request_id="req-404")
-
-
-class Clock(object):
-    """A fake monotonic clock; ``sleep`` advances it and records the delay."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class FakeGraph(object):
-    """Applications and service principals in memory, with the quirks the module must survive.
-
-    ``hidden_reads[object id]`` = how many more reads (GET by id or list) answer as if it did not exist yet;
-    ``instantiate_404`` creates the objects but answers 404; ``instantiate_creates`` False makes that 404 honest.
-    """
-
-    def __init__(self, instantiate_404=False, instantiate_creates=True, lag=0):
-        self.apps = {}
-        self.sps = {}
-        self.calls = []
-        self.hidden_reads = {}
-        self.instantiate_404 = instantiate_404
-        self.instantiate_creates = instantiate_creates
-        self.lag = lag
-        self.fail_on = {}
-        self.templates = {TEMPLATE, OTHER_TEMPLATE}
-
-    def add_app(self, name, template=TEMPLATE, with_sp=True, notes="fingerprint:abc", tags=None):
-        """An existing app; by default one this collection made (its service principal carries the marker tag)."""
-        app_id = str(uuid.uuid4())
-        app = {"id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "applicationTemplateId": template}
-        self.apps[app["id"]] = app
-        if with_sp:
-            sp = {"id": str(uuid.uuid4()), "appId": app_id, "displayName": name, "applicationTemplateId": template,
-                  "appRoles": [dict(USER_ROLE)], "notes": notes,
-                  "tags": list(TEMPLATE_TAGS + [MARKER_TAG] if tags is None else tags)}
-            self.sps[sp["id"]] = sp
-        return app
-
-    def sp_of(self, app):
-        return next(sp for sp in self.sps.values() if sp["appId"] == app["appId"])
-
-    @property
-    def writes(self):
-        return [call for call in self.calls if call[0] != "GET"]
-
-    def _visible(self, object_id):
-        remaining = self.hidden_reads.get(object_id, 0)
-        if remaining > 0:
-            self.hidden_reads[object_id] = remaining - 1
-            return False
-        return True
-
-    def _check_failure(self, method, path):
-        error = self.fail_on.get((method, path.split("?")[0].rstrip("/")))
-        if error is not None:
-            raise error
-
-    def list(self, path, params=None):
-        self.calls.append(("GET", path, dict(params or {})))
-        self._check_failure("GET", path)
-        clauses = [(name, value.replace("''", "'")) for name, value in CLAUSE.findall((params or {}).get("$filter", ""))]
-        source = self.apps if path == "/applications" else self.sps
-        matches = []
-        for obj in list(source.values()):
-            if all(str(obj.get(name, "")).lower() == value.lower() for name, value in clauses) and self._visible(obj["id"]):
-                matches.append(dict(obj))
-        return matches
-
-    def batch(self, requests):
-        """``$batch`` of list reads, answered item by item as Graph does (each item recorded like a plain read)."""
-        items = []
-        for number, request in enumerate(requests, 1):
-            path, _mark, query = request["url"].partition("?")
-            try:
-                items.append({"id": str(number), "status": 200, "body": {"value": self.list(path, dict(urllib.parse.parse_qsl(query)))}})
-            except GraphError as err:
-                items.append({"id": str(number), "status": err.status, "headers": {},
-                              "body": {"error": {"code": err.code, "message": err.message, "innerError": {"request-id": err.request_id}}}})
-        return items
-
-    def get(self, path, params=None):
-        self.calls.append(("GET", path, dict(params or {})))
-        self._check_failure("GET", path)
-        kind, object_id = path.strip("/").split("/")
-        if kind == "applicationTemplates":
-            if object_id not in self.templates:
-                raise not_found(object_id)
-            return {"id": object_id, "displayName": "Non-gallery"}
-        obj = (self.apps if kind == "applications" else self.sps).get(object_id)
-        if obj is None or not self._visible(object_id):
-            raise not_found(object_id)
-        return dict(obj)
-
-    def post(self, path, body=None):
-        self.calls.append(("POST", path, body))
-        self._check_failure("POST", path)
-        template = path.split("/")[2]
-        if self.instantiate_404 and not self.instantiate_creates:
-            raise not_found(template)
-        app = self.add_app(body["displayName"], template=template, notes=None, tags=TEMPLATE_TAGS)
-        sp = self.sp_of(app)
-        for object_id in (app["id"], sp["id"]):
-            self.hidden_reads[object_id] = self.lag
-        if self.instantiate_404:
-            raise not_found(app["id"])
-        return {"application": dict(app), "servicePrincipal": dict(sp)}
-
-    def delete(self, path):
-        self.calls.append(("DELETE", path, None))
-        self._check_failure("DELETE", path)
-        object_id = path.strip("/").split("/")[1]
-        app = self.apps.pop(object_id, None)
-        if app is None:
-            raise not_found(object_id)
-        for sp_id in [sp["id"] for sp in self.sps.values() if sp["appId"] == app["appId"]]:
-            del self.sps[sp_id]
-
-    def patch(self, path, body):
-        """Only the marker tags of a service principal may be written (never its notes: the token fingerprint)."""
-        self.calls.append(("PATCH", path, body))
-        self._check_failure("PATCH", path)
-        kind, object_id = path.strip("/").split("/")
-        assert kind == "servicePrincipals" and set(body) == {"tags"}, "entra_app may only write service principal tags"
-        sp = self.sps.get(object_id)
-        if sp is None or not self._visible(object_id):
-            raise not_found(object_id)
-        sp["tags"] = list(body["tags"])
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._service_principals import MARKER_TAG
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import FakeClock
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_apps import (
+    OTHER_TEMPLATE,
+    TEMPLATE,
+    TEMPLATE_TAGS,
+    USER_ROLE,
+    FakeAppsGraph,
+)
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import not_found
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock()
 
 
 def service(graph, clock, **kwargs):
@@ -181,7 +35,7 @@ def service(graph, clock, **kwargs):
 
 
 def test_creates_the_app_when_none_exists_and_waits_for_consistent_reads(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     messages = []
     result = ensure_app(service(graph, clock, progress=messages.append), "present", "Cloudflare SCIM - Prod", TEMPLATE)
     assert result["changed"] is True
@@ -200,7 +54,7 @@ def test_creates_the_app_when_none_exists_and_waits_for_consistent_reads(clock):
 
 
 def test_wait_false_returns_right_after_instantiate(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
     assert result["changed"] is True
     # the lookup is one $batch (applications and service principals of that name), the template check, instantiate,
@@ -214,7 +68,7 @@ def test_wait_false_returns_right_after_instantiate(clock):
 
 
 def test_adopts_the_single_existing_app_without_writing(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     app = graph.add_app("Prod")
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
     assert result["changed"] is False
@@ -228,7 +82,7 @@ def test_adopts_the_single_existing_app_without_writing(clock):
 
 
 def test_existing_app_whose_service_principal_is_named_otherwise_is_still_found(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     app = graph.add_app("Prod")
     graph.sp_of(app)["displayName"] = "Renamed in the portal"
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
@@ -237,7 +91,7 @@ def test_existing_app_whose_service_principal_is_named_otherwise_is_still_found(
 
 
 def test_lookup_matches_name_and_template(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("Prod", template=OTHER_TEMPLATE)
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
     assert result["changed"] is True, "an app with the same name from another template is not ours"
@@ -245,7 +99,7 @@ def test_lookup_matches_name_and_template(clock):
 
 
 def test_quotes_in_the_name_are_escaped(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     app = graph.add_app("O'Brien's account")
     result = ensure_app(service(graph, clock), "present", "O'Brien's account", TEMPLATE)
     assert result["changed"] is False and result["application"]["id"] == app["id"]
@@ -253,7 +107,7 @@ def test_quotes_in_the_name_are_escaped(clock):
 
 
 def test_duplicates_fail_listing_ids_and_how_to_pin(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     first, second = graph.add_app("Prod"), graph.add_app("Prod")
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
@@ -264,7 +118,7 @@ def test_duplicates_fail_listing_ids_and_how_to_pin(clock):
 
 
 def test_duplicates_are_never_deleted_by_name(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("Prod")
     graph.add_app("Prod")
     with pytest.raises(AppError):
@@ -273,7 +127,7 @@ def test_duplicates_are_never_deleted_by_name(clock):
 
 
 def test_app_id_pins_one_of_the_duplicates(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("Prod")
     pinned = graph.add_app("Prod")
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, app_id=pinned["appId"])
@@ -282,7 +136,7 @@ def test_app_id_pins_one_of_the_duplicates(clock):
 
 
 def test_app_id_with_another_name_fails(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     pinned = graph.add_app("Staging")
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, app_id=pinned["appId"])
@@ -291,7 +145,7 @@ def test_app_id_with_another_name_fails(clock):
 
 
 def test_missing_pinned_app_is_not_created(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, app_id="0a1b2c3d-1111-2222-3333-444455556666")
     assert "No application with app_id 0a1b2c3d-1111-2222-3333-444455556666" in caught.value.message
@@ -299,7 +153,7 @@ def test_missing_pinned_app_is_not_created(clock):
 
 
 def test_check_mode_predicts_a_create_and_writes_nothing(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, check_mode=True)
     assert result["changed"] is True
     assert graph.writes == []
@@ -309,7 +163,7 @@ def test_check_mode_predicts_a_create_and_writes_nothing(clock):
 
 
 def test_instantiate_404_polls_for_the_app_it_created_instead_of_creating_twice(clock):
-    graph = FakeGraph(instantiate_404=True, lag=2)
+    graph = FakeAppsGraph(instantiate_404=True, lag=2)
     messages = []
     result = ensure_app(service(graph, clock, progress=messages.append), "present", "Prod", TEMPLATE)
     assert result["changed"] is True
@@ -322,7 +176,7 @@ def test_instantiate_404_polls_for_the_app_it_created_instead_of_creating_twice(
 
 
 def test_instantiate_404_without_an_app_times_out_without_a_second_instantiate(clock):
-    graph = FakeGraph(instantiate_404=True, instantiate_creates=False)
+    graph = FakeAppsGraph(instantiate_404=True, instantiate_creates=False)
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock, wait_timeout=20), "present", "Prod", TEMPLATE)
     assert "Timed out after 20 seconds" in caught.value.message
@@ -331,7 +185,7 @@ def test_instantiate_404_without_an_app_times_out_without_a_second_instantiate(c
 
 
 def test_replication_lag_resets_the_consecutive_count(clock):
-    graph = FakeGraph(lag=3)
+    graph = FakeAppsGraph(lag=3)
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
     assert result["changed"] is True
     app = next(iter(graph.apps.values()))
@@ -341,7 +195,7 @@ def test_replication_lag_resets_the_consecutive_count(clock):
 
 
 def test_wait_timeout_raises_consistency_timeout(clock):
-    graph = FakeGraph(lag=1000)
+    graph = FakeAppsGraph(lag=1000)
     with pytest.raises(ConsistencyTimeout) as caught:
         ensure_app(service(graph, clock, wait_timeout=30), "present", "Prod", TEMPLATE)
     assert caught.value.status == 404
@@ -349,7 +203,7 @@ def test_wait_timeout_raises_consistency_timeout(clock):
 
 
 def test_absent_deletes_the_application_and_waits_until_it_is_gone(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     app = graph.add_app("Prod")
     sp_id = graph.sp_of(app)["id"]
     result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
@@ -361,7 +215,7 @@ def test_absent_deletes_the_application_and_waits_until_it_is_gone(clock):
 
 
 def test_absent_when_absent_is_unchanged(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
     assert result["changed"] is False
     assert result["application"] == {} and result["service_principal"] == {}
@@ -369,7 +223,7 @@ def test_absent_when_absent_is_unchanged(clock):
 
 
 def test_absent_in_check_mode_writes_nothing(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("Prod")
     result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, check_mode=True)
     assert result["changed"] is True
@@ -377,7 +231,7 @@ def test_absent_in_check_mode_writes_nothing(clock):
 
 
 def test_delete_answering_404_means_someone_else_deleted_it(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     app = graph.add_app("Prod")
     graph.fail_on[("DELETE", "/applications/%s" % app["id"])] = not_found(app["id"])
     result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
@@ -385,7 +239,7 @@ def test_delete_answering_404_means_someone_else_deleted_it(clock):
 
 
 def test_graph_errors_carry_the_step(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.fail_on[("GET", "/applications")] = GraphError("Insufficient privileges to complete the operation.", status=403,
                                                          code="Authorization_RequestDenied")
     with pytest.raises(GraphError) as caught:
@@ -394,7 +248,7 @@ def test_graph_errors_carry_the_step(clock):
 
 
 def test_app_without_service_principal_is_reported(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("Prod", with_sp=False)
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, wait=False)
@@ -409,7 +263,7 @@ def test_result_shapes_are_snake_case():
 
 
 def test_waits_until_the_name_lookup_lists_the_new_app(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     original = graph.list
     lagging = {"misses": 2}
 
@@ -438,7 +292,7 @@ def deletes(graph):
 
 
 def test_absent_leaves_an_unmarked_app_of_the_same_name_alone(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     hand_made = graph.add_app("Prod", tags=list(TEMPLATE_TAGS))
     result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE)
     assert result["changed"] is False and deletes(graph) == []
@@ -448,7 +302,7 @@ def test_absent_leaves_an_unmarked_app_of_the_same_name_alone(clock):
 
 
 def test_absent_matches_the_name_exactly(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("unrelated PROD app")
     result = ensure_app(service(graph, clock), "absent", "Unrelated prod app", TEMPLATE)
     assert result["changed"] is False and deletes(graph) == [] and len(graph.apps) == 1
@@ -456,7 +310,7 @@ def test_absent_matches_the_name_exactly(clock):
 
 
 def test_absent_deletes_an_unmarked_app_only_when_pinned_and_told(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     hand_made = graph.add_app("Prod", tags=list(TEMPLATE_TAGS))
     kept = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, app_id=hand_made["appId"])
     assert kept["changed"] is False and hand_made["id"] in graph.apps
@@ -465,7 +319,7 @@ def test_absent_deletes_an_unmarked_app_only_when_pinned_and_told(clock):
 
 
 def test_absent_leaves_an_app_marked_for_another_account_alone(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     other = graph.add_app("Prod", tags=TEMPLATE_TAGS + [MARKER_TAG, "entrascim.cloudflare:account:" + OTHER_ACCOUNT])
     result = ensure_app(service(graph, clock), "absent", "Prod", TEMPLATE, account_id=ACCOUNT)
     assert result["changed"] is False and other["id"] in graph.apps
@@ -475,7 +329,7 @@ def test_absent_leaves_an_app_marked_for_another_account_alone(clock):
 
 
 def test_present_adopts_an_unmarked_app_by_adding_the_marker_and_keeps_its_tags(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     app = graph.add_app("Prod", tags=TEMPLATE_TAGS + ["HideApp"])
     predicted = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT, check_mode=True)
     assert predicted["changed"] is True and predicted["adopted"] is True and graph.writes == []
@@ -492,7 +346,7 @@ def test_present_adopts_an_unmarked_app_by_adding_the_marker_and_keeps_its_tags(
 
 
 def test_present_adds_the_account_tag_to_a_marked_app_without_warning(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     app = graph.add_app("Prod")
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT)
     assert result["changed"] is True and result["warnings"] == []
@@ -500,7 +354,7 @@ def test_present_adds_the_account_tag_to_a_marked_app_without_warning(clock):
 
 
 def test_present_refuses_an_app_marked_for_another_account_before_any_write(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("Prod", tags=TEMPLATE_TAGS + [MARKER_TAG, "entrascim.cloudflare:account:" + OTHER_ACCOUNT])
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT)
@@ -509,7 +363,7 @@ def test_present_refuses_an_app_marked_for_another_account_before_any_write(cloc
 
 
 def test_present_refuses_to_create_beside_an_app_named_alike_in_another_case(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     graph.add_app("PROD")
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock), "present", "Prod", TEMPLATE)
@@ -518,7 +372,7 @@ def test_present_refuses_to_create_beside_an_app_named_alike_in_another_case(clo
 
 
 def test_an_unknown_template_fails_at_once_without_instantiating(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     unknown = "0f0f0f0f-1111-2222-3333-444444444444"
     with pytest.raises(AppError) as caught:
         ensure_app(service(graph, clock), "present", "Prod", unknown)
@@ -527,7 +381,7 @@ def test_an_unknown_template_fails_at_once_without_instantiating(clock):
 
 
 def test_created_app_is_marked_with_the_account(clock):
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     result = ensure_app(service(graph, clock), "present", "Prod", TEMPLATE, account_id=ACCOUNT.upper())
     sp = graph.sps[result["service_principal"]["id"]]
     assert sp["tags"] == TEMPLATE_TAGS + [MARKER_TAG, "entrascim.cloudflare:account:" + ACCOUNT]
@@ -538,7 +392,7 @@ def test_created_app_is_marked_with_the_account(clock):
 @pytest.mark.parametrize("retry_sorts_first", [True, False])
 def test_an_instantiate_sent_twice_after_graph_acted_leaves_one_app(clock, wait, retry_sorts_first):
     """Item 14: a 503 answered after Graph created the app, then the retry created a second one, in the same second."""
-    graph = FakeGraph()
+    graph = FakeAppsGraph()
     original = graph.post
 
     def post_twice(path, body=None):

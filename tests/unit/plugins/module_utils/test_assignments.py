@@ -6,7 +6,6 @@
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import re
 import uuid
 
 from urllib.parse import parse_qsl
@@ -25,180 +24,32 @@ from ansible_collections.entrascim.cloudflare.plugins.module_utils._assignments 
 )
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._consistency import ConsistencyTimeout
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
-
-USER_ROLE_ID = "18d14569-c3bd-439b-9a66-3a2aee01d14f"
-MSIAM_ROLE_ID = "b9632174-c057-4f7e-951b-be3adc52bfe6"
-SP_ID = "a750f6cf-2319-464a-bcc3-456926736a91"
-ROLES = [
-    {"id": USER_ROLE_ID, "value": None, "displayName": "User", "isEnabled": True},
-    {"id": MSIAM_ROLE_ID, "value": None, "displayName": "msiam_access", "isEnabled": True},
-]
-CLAUSE = re.compile(r"(\w+) eq '((?:[^']|'')*)'")
-
-
-def error(status, code, message):
-    return GraphError(message, status=status, code=code, request_id="req-%d" % status)
-
-
-def as_item(request_id, status, body):
-    return {"id": request_id, "status": status, "headers": {}, "body": body}
-
-
-class Clock(object):
-    def __init__(self):
-        self.now = 50.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-class FakeGraph(object):
-    """Users, groups, one service principal and its appRoleAssignedTo collection."""
-
-    def __init__(self):
-        self.users = {}
-        self.groups = {}
-        self.assignments = []
-        self.calls = []
-        self.batches = []
-        self.sp_hidden = 0  # reads of the service principal answering 404 (replication)
-        self.post_hidden = 0  # assignment POSTs answering 404 (the SP is not replicated to the writer yet)
-        self.post_errors = {}  # principal id -> GraphError
-        self.list_lags = False  # the list does not show assignments yet
-        self.batch_outages = 0  # batched requests answered 503 (no Retry-After) before they run
-
-    def user(self, upn, name=None):
-        obj = {"id": str(uuid.uuid4()), "userPrincipalName": upn, "displayName": name or upn.split("@")[0].title()}
-        self.users[obj["id"]] = obj
-        return obj
-
-    def group(self, name):
-        obj = {"id": str(uuid.uuid4()), "displayName": name}
-        self.groups[obj["id"]] = obj
-        return obj
-
-    def assign(self, principal, role_id=USER_ROLE_ID):
-        kind = "User" if principal["id"] in self.users else "Group"
-        item = {"id": "asg-%s" % uuid.uuid4().hex, "appRoleId": role_id, "principalId": principal["id"], "principalType": kind,
-                "principalDisplayName": principal["displayName"], "resourceId": SP_ID}
-        self.assignments.append(item)
-        return item
-
-    @property
-    def writes(self):
-        return [call for call in self.calls if call[0] in ("POST", "DELETE")]
-
-    def assigned(self):
-        return sorted((a["principalDisplayName"], a["appRoleId"]) for a in self.assignments)
-
-    # ------------------------------------------------------------------ client interface
-    def get(self, path, params=None):
-        self.calls.append(("GET", path, dict(params or {})))
-        return self._get(path, params or {})
-
-    def _get(self, path, params):
-        parts = path.strip("/").split("/")
-        if parts[0] == "servicePrincipals" and parts[2:] == ["appRoleAssignedTo"]:
-            return {"value": self._listing()}
-        if parts[0] == "servicePrincipals":
-            if self.sp_hidden > 0:
-                self.sp_hidden -= 1
-                raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % parts[1])
-            return {"id": SP_ID, "appId": "app", "displayName": "Prod", "appRoles": ROLES}
-        source = self.users if parts[0] == "users" else self.groups
-        if len(parts) == 2:
-            if parts[1] not in source:
-                raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % parts[1])
-            return dict(source[parts[1]])
-        clauses = [(name, value.replace("''", "'")) for name, value in CLAUSE.findall(params.get("$filter", ""))]
-        return {"value": [dict(obj) for obj in source.values()
-                          if all(str(obj.get(name)).lower() == value.lower() for name, value in clauses)]}
-
-    def list(self, path, params=None):
-        self.calls.append(("GET", path, dict(params or {})))
-        assert path == "/servicePrincipals/%s/appRoleAssignedTo" % SP_ID
-        return self._listing()
-
-    def _listing(self):
-        return [] if self.list_lags else [dict(a) for a in self.assignments]
-
-    def post(self, path, body=None):
-        self.calls.append(("POST", path, body))
-        return self._post(body)
-
-    def _post(self, body):
-        assert body["resourceId"] == SP_ID
-        if self.post_hidden > 0:
-            self.post_hidden -= 1
-            raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % SP_ID)
-        if body["principalId"] in self.post_errors:
-            raise self.post_errors[body["principalId"]]
-        if any(a["principalId"] == body["principalId"] and a["appRoleId"] == body["appRoleId"] for a in self.assignments):
-            raise error(400, "Request_BadRequest", "Permission being assigned already exists on the object")
-        principal = self.users.get(body["principalId"]) or self.groups[body["principalId"]]
-        return dict(self.assign(principal, body["appRoleId"]))
-
-    def delete(self, path):
-        self.calls.append(("DELETE", path, None))
-        self._delete(path)
-
-    def _delete(self, path):
-        assignment_id = path.rsplit("/", 1)[1]
-        for index, item in enumerate(self.assignments):
-            if item["id"] == assignment_id:
-                del self.assignments[index]
-                return
-        raise error(404, "Request_ResourceNotFound", "Resource '%s' does not exist" % assignment_id)
-
-    def batch(self, requests):
-        assert 1 < len(requests) <= 20
-        self.batches.append(requests)
-        results = []
-        for index, request in enumerate(requests):
-            method, url = request["method"], request["url"]
-            self.calls.append((method + "(batch)", url, request.get("body")))
-            path, dummy, query = url.partition("?")
-            if self.batch_outages > 0:
-                self.batch_outages -= 1
-                results.append(as_item(str(index + 1), 503, {"error": {"code": "serviceNotAvailable", "message": "Retry later."}}))
-                continue
-            try:
-                if method == "GET":
-                    results.append(as_item(str(index + 1), 200, self._get(path, dict(parse_qsl(query)))))
-                elif method == "POST":
-                    results.append(as_item(str(index + 1), 201, self._post(request["body"])))
-                else:
-                    self._delete(path)
-                    results.append(as_item(str(index + 1), 204, None))
-            except GraphError as err:
-                results.append(as_item(str(index + 1), err.status, {"error": {"code": err.code, "message": err.message,
-                                                                              "innerError": {"request-id": err.request_id}}}))
-        return results
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import FakeClock
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_assignments import (
+    MSIAM_ROLE_ID,
+    ROLES,
+    SP_ID,
+    USER_ROLE_ID,
+    FakeAssignmentsGraph,
+    writes,
+)
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import graph_error
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock()
 
 
 @pytest.fixture
 def graph():
-    return FakeGraph()
+    return FakeAssignmentsGraph()
 
 
 def run(graph, clock, principals, **kwargs):
     service = AssignmentService(graph, SP_ID, wait_timeout=kwargs.pop("wait_timeout", 60), sleep=clock.sleep, clock=clock,
                                 progress=kwargs.pop("progress", None))
     return ensure_assignments(service, principals, **kwargs)
-
-
-def writes(graph):
-    return [call for call in graph.calls if call[0].split("(")[0] in ("POST", "DELETE")]
 
 
 # ---------------------------------------------------------------------------------------------- input and roles
@@ -387,7 +238,7 @@ def test_batch_items_lagging_are_retried_alone(graph, clock):
 
 def test_permission_error_without_any_write_is_a_graph_error_naming_the_step(graph, clock):
     admins = graph.group("Admins")
-    graph.post_errors[admins["id"]] = error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+    graph.post_errors[admins["id"]] = graph_error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
     with pytest.raises(GraphError) as caught:
         run(graph, clock, [{"type": "group", "id": admins["id"]}])
     assert caught.value.step == "assign app role to group Admins"
@@ -396,7 +247,7 @@ def test_permission_error_without_any_write_is_a_graph_error_naming_the_step(gra
 
 def test_failure_after_other_writes_is_a_partial_failure(graph, clock):
     ok, bad = graph.group("Ok"), graph.group("Bad")
-    graph.post_errors[bad["id"]] = error(400, "Request_BadRequest", "Something is wrong with this group")
+    graph.post_errors[bad["id"]] = graph_error(400, "Request_BadRequest", "Something is wrong with this group")
     with pytest.raises(PartialFailure) as caught:
         run(graph, clock, [{"type": "group", "id": ok["id"]}, {"type": "group", "id": bad["id"]}])
     assert caught.value.result["changed"] is True
@@ -444,7 +295,7 @@ def test_purge_to_empty_with_allow_purge_all_removes_everything(graph, clock):
 def test_purge_creates_first_and_removes_nothing_when_a_create_fails(graph, clock):
     old, new = graph.user("old@example.com", "Old"), graph.group("New")
     graph.assign(old)
-    graph.post_errors[new["id"]] = error(400, "Request_BadRequest", "Something is wrong with this group")
+    graph.post_errors[new["id"]] = graph_error(400, "Request_BadRequest", "Something is wrong with this group")
     with pytest.raises(GraphError) as caught:
         run(graph, clock, [{"type": "group", "id": new["id"]}], purge=True)
     assert caught.value.step == "assign app role to group New"

@@ -70,8 +70,6 @@ def test_doc_fragment_matches_the_argument_spec_exactly():
             assert "E(%s)" % variable in " ".join(doc["description"]), (name, variable)
     for secret in ("client_secret", "client_certificate_password", "access_token"):
         assert ENTRA_ARGUMENT_SPEC[secret]["no_log"] is True
-    action_group = yaml.safe_load(ModuleDocFragment.ACTION_GROUP)["attributes"]["action_group"]
-    assert action_group["membership"] == ["entrascim.cloudflare.entra"]
 
 
 def test_module_options_are_merged_without_touching_the_shared_spec():

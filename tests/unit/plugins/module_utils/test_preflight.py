@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils import _preflight as pf
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import ReadOnlyGraph
 
 SP_ID = "5f0e2c3a-1111-4c1e-9a56-0123456789ab"
 USER_ROLE = "18d14569-c3bd-439b-9a66-3a2aee01d14f"
@@ -249,24 +250,21 @@ def test_failure_summary_is_bounded():
 
 # ------------------------------------------------------------------------------------------- reading Graph
 
-class FakeGraph(object):
-    """Records calls; answers from dictionaries like GraphClient would (GraphError on failures)."""
+class FakeGraph(ReadOnlyGraph):
+    """Answers from dictionaries like GraphClient would (GraphError on failures)."""
 
     def __init__(self, gets=None, lists=None, batch_bodies=None, errors=None):
+        super(FakeGraph, self).__init__()
         self.gets = gets or {}
         self.lists = lists or {}
         self.batch_bodies = batch_bodies or {}
         self.errors = errors or {}
-        self.calls = []
 
-    def _raise(self, path):
+    def answer(self, path):
+        path = path.lstrip("/")
         if path in self.errors:
             status, code = self.errors[path]
             raise GraphError("boom %s" % code, status=status, code=code, request_id="req-1")
-
-    def _answer(self, path):
-        path = path.lstrip("/")
-        self._raise(path)
         if path.startswith("users/"):
             if path.split("/")[1] not in self.batch_bodies:
                 raise GraphError("gone", status=404, code="Request_ResourceNotFound", request_id="req-1")
@@ -274,26 +272,6 @@ class FakeGraph(object):
         if path in self.lists:
             return {"value": list(self.lists[path])}
         return self.gets[path]
-
-    def get(self, path, params=None):
-        self.calls.append(("GET", path, params))
-        return self._answer(path)
-
-    def list(self, path, params=None):
-        self.calls.append(("LIST", path, params))
-        self._raise(path)
-        return list(self.lists.get(path, []))
-
-    def batch(self, requests):
-        self.calls.append(("BATCH", [item["url"] for item in requests], None))
-        result = []
-        for index, item in enumerate(requests):
-            try:
-                result.append({"id": str(index + 1), "status": 200, "headers": {}, "body": self._answer(item["url"].split("?")[0])})
-            except GraphError as err:
-                result.append({"id": str(index + 1), "status": err.status, "headers": {},
-                               "body": {"error": {"code": err.code, "message": str(err)}}})
-        return result
 
 
 def fake_tenant(sync_all="false", errors=None):
@@ -317,9 +295,9 @@ def test_read_scope_reads_each_thing_once_with_select_in_two_batches():
     assert [item["principalId"] for item in scope.missing] == ["u2"]
     assert [m["id"] for m in scope.group_members["g1"]] == ["u3", "g2"]
     assert [call[0] for call in client.calls] == ["BATCH", "BATCH"]
-    assert client.calls[0][1] == ["servicePrincipals/%s?$select=%s" % (SP_ID, pf.SP_SELECT),
-                                  "servicePrincipals/%s/appRoleAssignedTo?$select=%s" % (SP_ID, pf.ASSIGNMENT_SELECT),
-                                  "servicePrincipals/%s/synchronization/secrets" % SP_ID]
+    assert client.calls[0][1] == ["/servicePrincipals/%s?$select=%s" % (SP_ID, pf.SP_SELECT),
+                                  "/servicePrincipals/%s/appRoleAssignedTo?$select=%s" % (SP_ID, pf.ASSIGNMENT_SELECT),
+                                  "/servicePrincipals/%s/synchronization/secrets" % SP_ID]
     # the group assigned twice is read once
     assert client.calls[1][1] == ["/users/u1?$select=%s" % pf.USER_SELECT, "/users/u2?$select=%s" % pf.USER_SELECT,
                                   "groups/g1/members?$select=%s" % pf.MEMBER_SELECT]

@@ -7,251 +7,46 @@ in-memory Graph that records every call."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import copy
 import hashlib
 import json
 import re
-import uuid
-
-from urllib.parse import parse_qsl
 
 import pytest
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._consistency import ConsistencyTimeout
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
-from ansible_collections.entrascim.cloudflare.plugins.module_utils import _sync
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import (
-    RateLimiter,
-    SyncError,
-    SyncService,
-    ensure_job,
-    ensure_secrets,
-    job_info,
-    job_result,
-    plan_job,
-    plan_secrets,
-    predict_job,
-    provisioning_failures,
-    read_fingerprint,
-    restart_body,
-    sync_job_info,
-    token_fingerprint,
-    write_fingerprint,
+from ansible_collections.entrascim.cloudflare.plugins.module_utils import _secrets
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._service_principals import MultipleServicePrincipals
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._job_info import (
+    RateLimiter, job_info, job_result, provisioning_failures, sync_job_info,
 )
-
-SP_ID = "a750f6cf-2319-464a-bcc3-456926736a91"
-APP_ID = "17cad0e7-cd2b-4e51-a75d-ba810f3e4045"
-BASE = "https://api.cloudflare.com/client/v4/accounts/023e105f4ecef8ad9ca31a8372d0c353/scim/v2"
-TOKEN = "cf-scim-token-Unit-Test-Value-9f8e7d6c5b4a"
-NEW_TOKEN = "cf-scim-token-Rotated-Value-0a1b2c3d4e5f"
-NEVER = "0001-01-01T00:00:00Z"
-SENSITIVE = ("SecretToken",)
-WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def graph_error(status, code, message="error"):
-    return GraphError(message, status=status, code=code, request_id="req-%d" % status)
-
-
-class Clock(object):
-    """A fake monotonic clock; ``sleep`` advances it and records the delay. ``on_sleep`` runs after each sleep."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-        self.on_sleep = None
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep is not None:
-            self.on_sleep()
-
-
-def make_job(job_id=None, schedule="Disabled", code="NotConfigured", execution=None, quarantine=None, template="scim"):
-    return {
-        "id": job_id or "scim.%s.%s" % (uuid.uuid4().hex, APP_ID),
-        "templateId": template,
-        "schedule": {"expiration": None, "interval": "P10675199DT2H48M5.4775807S" if schedule == "Disabled" else "PT40M",
-                     "state": schedule},
-        "status": {"code": code, "countSuccessiveCompleteFailures": 0, "escrowsPruned": False, "lastExecution": execution,
-                   "quarantine": quarantine, "steadyStateFirstAchievedTime": NEVER, "steadyStateLastAchievedTime": NEVER,
-                   "synchronizedEntryCountByType": []},
-    }
-
-
-def execution(state="Succeeded", began="2025-06-02T10:00:00Z", ended="2025-06-02T10:00:30Z", cycle="cycle-1", error=None):
-    return {"activityIdentifier": cycle, "state": state, "timeBegan": began, "timeEnded": ended, "countExported": 3,
-            "countImported": 5, "countEscrowed": 0, "error": error}
-
-
-QUARANTINE = {"reason": "EncounteredQuarantineException", "currentBegan": "2025-06-02T10:00:00Z", "nextAttempt": "2025-06-02T10:40:00Z",
-              "seriesBegan": "2025-06-02T09:00:00Z", "seriesCount": 2,
-              "error": {"code": "SystemForCrossDomainIdentityManagementCredentialValidationUnavailable",
-                        "message": "Error validating credentials.", "tenantActionable": True}}
-
-
-class FakeSyncGraph(object):
-    """One service principal's synchronization in memory.
-
-    ``fail[(method, suffix)]`` is a list of errors raised (one per call) before the call succeeds; the suffix is the
-    end of the path (``jobs``, ``start``, ``secrets``...). ``validate`` decides whether validateCredentials accepts
-    (base address, token). ``logs`` are provisioningObjectSummary items, served ``page_size`` per page.
-    """
-
-    def __init__(self, sp_id=SP_ID, notes=None):
-        self.sp = {"id": sp_id, "appId": APP_ID, "displayName": "Cloudflare SCIM - Prod", "notes": notes,
-                   "applicationTemplateId": "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"}
-        self.sps = [self.sp]
-        self.jobs = {}
-        self.secrets = {}
-        self.calls = []
-        self.fail = {}
-        self.validate = lambda base, token: token != "rejected-token-value-000"
-        self.logs = []
-        self.page_size = 2
-        self.on_get_job = None
-        self.create_then_fail = []  # errors answered by job creations that did create the job
-
-    # -- helpers
-    @property
-    def writes(self):
-        return [(method, path) for method, path, dummy in self.calls if method in WRITE_METHODS and not path.endswith("/validateCredentials")]
-
-    def add_job(self, **kwargs):
-        job = make_job(**kwargs)
-        self.jobs[job["id"]] = job
-        return job
-
-    def _maybe_fail(self, method, path):
-        for (fail_method, suffix), errors in self.fail.items():
-            if fail_method == method and path.endswith(suffix) and errors:
-                raise errors.pop(0)
-
-    def _job_of(self, path):
-        match = re.search(r"/synchronization/jobs/([^/]+)", path)
-        job = self.jobs.get(match.group(1).replace("%2E", ".")) if match else None
-        if job is None:
-            raise graph_error(404, "Request_ResourceNotFound")
-        return job
-
-    # -- GraphClient interface
-    def get(self, path, params=None, headers=None):
-        self.calls.append(("GET", path, params))
-        self._maybe_fail("GET", path)
-        if path.endswith("/synchronization/secrets"):
-            return {"value": [{"key": k, "value": "*" if k in SENSITIVE else v} for k, v in self.secrets.items()]}
-        if "/synchronization/jobs/" in path:
-            job = self._job_of(path)
-            if self.on_get_job is not None:
-                self.on_get_job(job)
-            return copy.deepcopy(job)
-        if path.startswith("servicePrincipals/"):
-            sp_id = path.split("/")[1]
-            for sp in self.sps:
-                if sp["id"] == sp_id:
-                    return copy.deepcopy(sp)
-            raise graph_error(404, "Request_ResourceNotFound")
-        raise AssertionError("unexpected GET %s" % path)
-
-    def batch(self, requests):
-        """$batch of GETs: each item is answered like ``get`` (recorded as a GET), failures as error items."""
-        items = []
-        for index, request in enumerate(requests):
-            assert request["method"] == "GET"
-            path, dummy, query = request["url"].partition("?")
-            try:
-                items.append({"id": str(index + 1), "status": 200, "headers": {},
-                              "body": self.get(path.lstrip("/"), params=dict(parse_qsl(query)) or None)})
-            except GraphError as err:
-                items.append({"id": str(index + 1), "status": err.status, "headers": {},
-                              "body": {"error": {"code": err.code, "message": err.message, "innerError": {"request-id": err.request_id}}}})
-        return items
-
-    def list(self, path, params=None, headers=None):
-        self.calls.append(("LIST", path, params))
-        self._maybe_fail("LIST", path)
-        if path.endswith("/synchronization/jobs"):
-            return [copy.deepcopy(job) for job in self.jobs.values()]
-        if path == "servicePrincipals":
-            name = re.search(r"displayName eq '((?:[^']|'')*)'", params["$filter"]).group(1).replace("''", "'")
-            return [copy.deepcopy(sp) for sp in self.sps if sp["displayName"] == name]
-        raise AssertionError("unexpected list %s" % path)
-
-    def iter_pages(self, path, params=None, headers=None):
-        assert path == "auditLogs/provisioning"
-        job_id = re.search(r"jobId eq '((?:[^']|'')*)'", params["$filter"]).group(1).replace("''", "'")
-        items = [item for item in self.logs if item["jobId"] == job_id and item["provisioningStatusInfo"]["status"] == "failure"]
-        items.sort(key=lambda item: item["activityDateTime"], reverse=True)
-        start = 0
-        while True:
-            self.calls.append(("GET", path, params))
-            page = items[start:start + self.page_size]
-            start += self.page_size
-            document = {"value": copy.deepcopy(page)}
-            if start < len(items):
-                document["@odata.nextLink"] = "https://graph.example/v1.0/auditLogs/provisioning?$skiptoken=%d" % start
-            yield document
-            if "@odata.nextLink" not in document:
-                return
-
-    def post(self, path, body=None, headers=None, idempotent=False):
-        self.calls.append(("POST", path, copy.deepcopy(body)))
-        if path.endswith("/synchronization/jobs") and self.create_then_fail:
-            self.add_job()
-            raise self.create_then_fail.pop(0)
-        self._maybe_fail("POST", path)
-        if path.endswith("/synchronization/jobs"):
-            job = self.add_job(template=body["templateId"])
-            return copy.deepcopy(job)
-        job = self._job_of(path)
-        action = path.rsplit("/", 1)[1]
-        if action == "start":
-            job["schedule"]["state"] = "Active"
-            job["status"]["code"] = "Active" if job["status"]["lastExecution"] else "NotRun"
-            job["status"]["quarantine"] = None
-        elif action == "pause":
-            job["schedule"]["state"] = "Paused"
-            job["status"]["code"] = "Paused"
-        elif action == "restart":
-            job["schedule"]["state"] = "Active"
-            job["status"]["code"] = "Active" if job["status"]["lastExecution"] else "NotRun"
-            job["status"]["quarantine"] = None
-        elif action == "validateCredentials":
-            assert body["useSavedCredentials"] is False
-            creds = dict((item["key"], item["value"]) for item in body["credentials"])
-            if not self.validate(creds["BaseAddress"], creds["SecretToken"]):
-                raise graph_error(400, "CredentialValidationUnavailable", "Error validating credentials. HTTP 401 from the target.")
-        else:
-            raise AssertionError("unexpected POST %s" % path)
-        return None
-
-    def put(self, path, body, headers=None):
-        self.calls.append(("PUT", path, copy.deepcopy(body)))
-        self._maybe_fail("PUT", path)
-        assert path.endswith("/synchronization/secrets")
-        for item in body["value"]:
-            self.secrets[item["key"]] = item["value"]
-
-    def patch(self, path, body, headers=None):
-        self.calls.append(("PATCH", path, copy.deepcopy(body)))
-        self._maybe_fail("PATCH", path)
-        assert path == "servicePrincipals/%s" % self.sp["id"] and set(body) == {"notes"}
-        self.sp["notes"] = body["notes"]
-
-    def delete(self, path, headers=None):
-        self.calls.append(("DELETE", path, None))
-        self._maybe_fail("DELETE", path)
-        job = self._job_of(path)
-        del self.jobs[job["id"]]
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._secrets import (
+    ensure_secrets, plan_secrets, read_fingerprint, token_fingerprint, write_fingerprint,
+)
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import (
+    SyncError, SyncService, ensure_job, plan_job, predict_job, restart_body,
+)
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import FakeClock
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import graph_error
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_sync import (
+    APP_ID,
+    BASE,
+    NEW_TOKEN,
+    QUARANTINE,
+    SP_ID,
+    TOKEN,
+    WRITE_METHODS,
+    FakeSyncGraph,
+    execution,
+    log,
+    make_job,
+    only_job,
+)
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock()
 
 
 @pytest.fixture
@@ -261,11 +56,6 @@ def graph():
 
 def service_for(graph, clock, timeout=60, progress=None):
     return SyncService(graph, graph.sp["id"], timeout=timeout, sleep=clock.sleep, clock=clock, progress=progress)
-
-
-def only_job(graph):
-    assert len(graph.jobs) == 1
-    return next(iter(graph.jobs.values()))
 
 
 # ---------------------------------------------------------------------------------------------- shapes
@@ -582,16 +372,16 @@ def test_fingerprint_is_salted_and_not_the_token():
 def test_fingerprint_in_notes_keeps_other_text():
     fp1 = token_fingerprint(SP_ID, TOKEN)
     fp2 = token_fingerprint(SP_ID, NEW_TOKEN)
-    assert write_fingerprint(None, fp1) == _sync.FINGERPRINT_PREFIX + fp1
+    assert write_fingerprint(None, fp1) == _secrets.FINGERPRINT_PREFIX + fp1
     notes = write_fingerprint("Owner: identity team\nTicket: CHG-1", fp1)
-    assert notes == "Owner: identity team\nTicket: CHG-1\n" + _sync.FINGERPRINT_PREFIX + fp1
+    assert notes == "Owner: identity team\nTicket: CHG-1\n" + _secrets.FINGERPRINT_PREFIX + fp1
     assert read_fingerprint(notes) == fp1
     replaced = write_fingerprint(notes, fp2)
-    assert replaced == "Owner: identity team\nTicket: CHG-1\n" + _sync.FINGERPRINT_PREFIX + fp2
-    middle = "a\n%s%s\nb" % (_sync.FINGERPRINT_PREFIX, fp1)
-    assert write_fingerprint(middle, fp2) == "a\n%s%s\nb" % (_sync.FINGERPRINT_PREFIX, fp2)
+    assert replaced == "Owner: identity team\nTicket: CHG-1\n" + _secrets.FINGERPRINT_PREFIX + fp2
+    middle = "a\n%s%s\nb" % (_secrets.FINGERPRINT_PREFIX, fp1)
+    assert write_fingerprint(middle, fp2) == "a\n%s%s\nb" % (_secrets.FINGERPRINT_PREFIX, fp2)
     assert read_fingerprint("nothing here") is None
-    assert read_fingerprint(_sync.FINGERPRINT_PREFIX + "abc") is None
+    assert read_fingerprint(_secrets.FINGERPRINT_PREFIX + "abc") is None
 
 
 # ---------------------------------------------------------------------------------------------- plan_secrets
@@ -599,7 +389,7 @@ def test_plan_secrets_first_time_writes_everything():
     plan = plan_secrets(SP_ID, {}, "keep me", BASE, TOKEN, sync_all=False)
     assert plan["changed_keys"] == ["BaseAddress", "SecretToken", "SyncAll"]
     assert plan["values"] == {"BaseAddress": BASE, "SecretToken": TOKEN, "SyncAll": "false"}
-    assert plan["notes"] == "keep me\n" + _sync.FINGERPRINT_PREFIX + token_fingerprint(SP_ID, TOKEN)
+    assert plan["notes"] == "keep me\n" + _secrets.FINGERPRINT_PREFIX + token_fingerprint(SP_ID, TOKEN)
     assert plan["before"]["secret_token_saved"] is False and plan["after"]["secret_token_saved"] is True
     assert TOKEN not in json.dumps([plan["before"], plan["after"]])
 
@@ -607,7 +397,7 @@ def test_plan_secrets_first_time_writes_everything():
 def _saved(token=TOKEN, base=BASE, **extra):
     current = {"BaseAddress": base, "SecretToken": "*", "SyncAll": "false"}
     current.update(extra)
-    notes = _sync.FINGERPRINT_PREFIX + token_fingerprint(SP_ID, token) if token else None
+    notes = _secrets.FINGERPRINT_PREFIX + token_fingerprint(SP_ID, token) if token else None
     return current, notes
 
 
@@ -687,7 +477,7 @@ def test_secrets_validate_then_one_put_then_fingerprint(graph, clock):
     writes = [(method, path.rsplit("/", 1)[1]) for method, path, dummy in graph.calls if method in WRITE_METHODS]
     assert writes == [("POST", "validateCredentials"), ("PUT", "secrets"), ("PATCH", SP_ID)]
     assert graph.secrets["SecretToken"] == TOKEN and graph.secrets["BaseAddress"] == BASE
-    assert graph.sp["notes"] == "Owner: identity team\n" + _sync.FINGERPRINT_PREFIX + token_fingerprint(SP_ID, TOKEN)
+    assert graph.sp["notes"] == "Owner: identity team\n" + _secrets.FINGERPRINT_PREFIX + token_fingerprint(SP_ID, TOKEN)
     assert TOKEN not in json.dumps(result)
     graph.calls[:] = []
     again = ensure_secrets(service_for(graph, clock), BASE, TOKEN, sync_all=False, notification_email="ops@example.com")
@@ -762,20 +552,12 @@ def test_secrets_and_notes_are_read_in_one_batch(graph, clock):
     graph.batch = lambda requests: batches.append([item["url"] for item in requests]) or original(requests)
     result = ensure_secrets(service_for(graph, clock), BASE, TOKEN)
     assert result["changed"] is False
-    assert batches == [["servicePrincipals/%s?$select=id,notes" % SP_ID, "servicePrincipals/%s/synchronization/secrets" % SP_ID]]
+    assert batches == [["/servicePrincipals/%s?$select=id,notes" % SP_ID, "/servicePrincipals/%s/synchronization/secrets" % SP_ID]]
     assert [(method, path) for method, path, dummy in graph.calls] == [
         ("GET", "servicePrincipals/%s" % SP_ID), ("GET", "servicePrincipals/%s/synchronization/secrets" % SP_ID)]
 
 
 # ---------------------------------------------------------------------------------------------- logs and info
-def log(job_id, when, status="failure", name="alice@example.com"):
-    return {"id": str(uuid.uuid4()), "jobId": job_id, "cycleId": "c1", "activityDateTime": when, "provisioningAction": "create",
-            "provisioningStatusInfo": {"status": status, "errorInformation": {"errorCode": "SystemForCrossDomainIdentityManagementBadRequest",
-                                                                              "reason": "userName must be an e-mail"} if status == "failure" else None},
-            "sourceIdentity": {"id": "u1", "displayName": name, "identityType": "User", "details": {}},
-            "targetIdentity": {"id": "", "displayName": name, "identityType": "urn:ietf:params:scim:schemas:core:2.0:User", "details": {}}}
-
-
 def test_rate_limiter(clock):
     limiter = RateLimiter(limit=5, window=10, sleep=clock.sleep, clock=clock)
     calls = []
@@ -840,9 +622,10 @@ def test_info_app_without_job_and_missing_app(graph):
 
 def test_info_duplicate_names_and_template_filter(graph):
     graph.sps.append(dict(graph.sp, id="b750f6cf-2319-464a-bcc3-456926736a92"))
-    with pytest.raises(SyncError) as info:
+    with pytest.raises(MultipleServicePrincipals) as info:
         sync_job_info(graph, display_name="Cloudflare SCIM - Prod")
     assert info.value.code == "MultipleServicePrincipals" and "b750f6cf-2319-464a-bcc3-456926736a92" in info.value.message
+    assert info.value.extra["service_principal_ids"] == [SP_ID, "b750f6cf-2319-464a-bcc3-456926736a92"]
     graph.sps.pop()
     graph.add_job()
     graph.add_job(template="other", job_id="other.1")

@@ -6,56 +6,23 @@
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import importlib.util
-import json
-import os
-
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.entrascim.cloudflare.plugins.module_utils import _entra_module
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
 from ansible_collections.entrascim.cloudflare.plugins.modules import entra_app
-
-SECRET = "app-secret-value-never-printed-7Qx9"
-
-
-def _load_fakes():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "test_apps.py")
-    spec = importlib.util.spec_from_file_location("entra_app_fakes", path)
-    fakes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fakes)
-    return fakes
-
-
-FAKES = _load_fakes()
+from ansible_collections.entrascim.cloudflare.tests.unit.utils import fake_apps
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import FakeClock
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import MODULE_ARGS, use_fake_graph
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import run_module as run_main
 
 
 @pytest.fixture
 def graph(monkeypatch):
-    fake = FAKES.FakeGraph()
-    clock = FAKES.Clock()
-
-    def build(self):
-        self._client = fake
-        self.sleep = clock.sleep
-        self.clock = clock
-
-    monkeypatch.setattr(_entra_module.EntraModule, "_build_client", build)
-    return fake
+    return use_fake_graph(monkeypatch, fake_apps.FakeAppsGraph(), FakeClock())
 
 
 def run_module(capsys, **args):
-    args.setdefault("tenant_id", "00000000-0000-4000-8000-0000000000aa")
-    args.setdefault("client_id", "00000000-0000-4000-8000-0000000000bb")
-    args.setdefault("client_secret", SECRET)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            entra_app.main()
-    out = capsys.readouterr().out
-    assert SECRET not in out
-    return json.loads(out)
+    return run_main(entra_app.main, capsys, args, defaults=MODULE_ARGS)
 
 
 def test_creates_with_diff(graph, capsys):
@@ -63,7 +30,7 @@ def test_creates_with_diff(graph, capsys):
     assert result["changed"] is True
     app = next(iter(graph.apps.values()))
     assert result["application"]["id"] == app["id"]
-    assert result["application"]["application_template_id"] == FAKES.TEMPLATE
+    assert result["application"]["application_template_id"] == fake_apps.TEMPLATE
     assert result["diff"]["before"]["state"] == "absent" and result["diff"]["after"]["application_id"] == app["id"]
     assert len(result["progress"]) == 3
 
@@ -90,8 +57,8 @@ def test_template_defaults_to_the_clouds_non_gallery_template(graph, capsys):
 
 
 def test_explicit_template_wins(graph, capsys):
-    run_module(capsys, display_name="Prod", template_id=FAKES.OTHER_TEMPLATE, _ansible_check_mode=True)
-    assert graph.calls[0][2]["$filter"].endswith("applicationTemplateId eq '%s'" % FAKES.OTHER_TEMPLATE)
+    run_module(capsys, display_name="Prod", template_id=fake_apps.OTHER_TEMPLATE, _ansible_check_mode=True)
+    assert graph.calls[0][2]["$filter"].endswith("applicationTemplateId eq '%s'" % fake_apps.OTHER_TEMPLATE)
 
 
 def test_duplicates_fail_with_their_ids(graph, capsys):
@@ -126,11 +93,3 @@ def test_permission_errors_name_the_permission(graph, capsys):
     assert result["msg"].startswith("Failed to list applications: Authorization_RequestDenied: Insufficient privileges")
     assert "(request-id rid-1)" in result["msg"] and "Application.Read.All" in result["msg"]
     assert result["status"] == 403
-
-
-def test_documentation_attributes():
-    import yaml
-    doc = yaml.safe_load(entra_app.DOCUMENTATION)
-    assert doc["attributes"]["check_mode"]["support"] == "full"
-    assert doc["attributes"]["diff_mode"]["support"] == "full"
-    assert doc["attributes"]["action_group"]["membership"] == ["entrascim.cloudflare.entra"]

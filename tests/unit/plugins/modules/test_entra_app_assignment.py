@@ -6,53 +6,27 @@
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import importlib.util
 import json
-import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.entrascim.cloudflare.plugins.module_utils import _entra_module
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
 from ansible_collections.entrascim.cloudflare.plugins.modules import entra_app_assignment
-
-
-def _load_fakes():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "test_assignments.py")
-    spec = importlib.util.spec_from_file_location("entra_app_assignment_fakes", path)
-    fakes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fakes)
-    return fakes
-
-
-FAKES = _load_fakes()
+from ansible_collections.entrascim.cloudflare.tests.unit.utils import fake_assignments
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import FakeClock
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import run_module as run_main
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import use_fake_graph
 
 
 @pytest.fixture
 def graph(monkeypatch):
-    fake = FAKES.FakeGraph()
-    clock = FAKES.Clock()
-
-    def build(self):
-        self._client = fake
-        self.sleep = clock.sleep
-        self.clock = clock
-
-    monkeypatch.setattr(_entra_module.EntraModule, "_build_client", build)
-    return fake
+    return use_fake_graph(monkeypatch, fake_assignments.FakeAssignmentsGraph(), FakeClock())
 
 
 def run_module(capsys, **args):
-    args.setdefault("service_principal_id", FAKES.SP_ID)
-    args.setdefault("access_token", "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.e30.never-printed-token")
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            entra_app_assignment.main()
-    out = capsys.readouterr().out
-    assert "never-printed-token" not in out
-    return json.loads(out)
+    defaults = {"service_principal_id": fake_assignments.SP_ID,
+                "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.e30.never-printed-token"}
+    return run_main(entra_app_assignment.main, capsys, args, defaults=defaults, never=("never-printed-token",))
 
 
 def test_assigns_with_diff_then_is_idempotent(graph, capsys):
@@ -74,7 +48,7 @@ def test_check_mode_writes_nothing(graph, capsys):
     graph.group("Admins")
     result = run_module(capsys, principals=[{"type": "group", "display_name": "Admins"}], _ansible_check_mode=True)
     assert result["changed"] is True and result["added"][0]["id"] is None
-    assert graph.assignments == [] and FAKES.writes(graph) == []
+    assert graph.assignments == [] and fake_assignments.writes(graph) == []
 
 
 def test_absent_warns_about_missing_principals(graph, capsys):
@@ -129,11 +103,3 @@ def test_partial_failure_reports_changed(graph, capsys):
     assert result["failed"] is True and result["changed"] is True
     assert result["msg"] == "Failed to assign app role to group Bad: Request_BadRequest: Broken group (request-id rid-7)"
     assert [a["principal_display_name"] for a in result["added"]] == ["Ok"]
-
-
-def test_documentation_attributes():
-    import yaml
-    doc = yaml.safe_load(entra_app_assignment.DOCUMENTATION)
-    assert doc["attributes"]["check_mode"]["support"] == "full"
-    assert doc["attributes"]["diff_mode"]["support"] == "full"
-    assert doc["attributes"]["action_group"]["membership"] == ["entrascim.cloudflare.entra"]

@@ -7,16 +7,14 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import ast
-import json
 
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.entrascim.cloudflare.plugins.module_utils import _entra_module
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
 from ansible_collections.entrascim.cloudflare.plugins.modules import entra_scim_preflight as module
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import ReadOnlyGraph, use_fake_graph
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import run_module as run_main
 
 SP_ID = "0f6d4c4a-8f43-4a43-b0b4-5d1c7c5cfa11"
 USER_ROLE = "18d14569-c3bd-439b-9a66-3a2aee01d14f"
@@ -25,16 +23,16 @@ BASE_ARGS = {"service_principal_id": SP_ID, "tenant_id": "7f2a3b1c-0000-4000-800
              "client_id": "5b9c1f0e-0000-4000-8000-000000000002", "client_secret": SECRET}
 
 
-class FakeGraph(object):
-    """Answers the reads of the preflight from a small directory; records every call; never writes."""
+class FakeGraph(ReadOnlyGraph):
+    """Answers the reads of the preflight from a small directory."""
 
     def __init__(self, users, assignments, members=None, sync_all="false", denied=()):
+        super(FakeGraph, self).__init__()
         self.users = dict((item["id"], item) for item in users)
         self.assignments = assignments
         self.members = members or {}
         self.sync_all = sync_all
         self.denied = denied
-        self.calls = []
 
     def _check(self, path):
         for fragment in self.denied:
@@ -42,7 +40,7 @@ class FakeGraph(object):
                 raise GraphError("Insufficient privileges to complete the operation.", status=403, code="Authorization_RequestDenied",
                                  request_id="11111111-2222-3333-4444-555555555555")
 
-    def _answer(self, path):
+    def answer(self, path):
         self._check(path)
         path = path.lstrip("/")
         if path.startswith("users/"):
@@ -58,39 +56,11 @@ class FakeGraph(object):
             return {"value": list(self.members.get(path.split("/")[1], []))}
         return {"id": SP_ID, "displayName": "Cloudflare SCIM - Test", "appRoles": [{"id": USER_ROLE, "displayName": "User", "value": None}]}
 
-    def get(self, path, params=None):
-        self.calls.append(("GET", path))
-        return self._answer(path)
-
-    def list(self, path, params=None):
-        self.calls.append(("LIST", path))
-        return self._answer(path)["value"]
-
-    def batch(self, requests):
-        self.calls.append(("BATCH", len(requests)))
-        result = []
-        for index, request in enumerate(requests):
-            try:
-                result.append({"id": str(index + 1), "status": 200, "headers": {}, "body": self._answer(request["url"].split("?")[0])})
-            except GraphError as err:
-                result.append({"id": str(index + 1), "status": err.status, "headers": {},
-                               "body": {"error": {"code": err.code, "message": err.message}}})
-        return result
-
-    def post(self, *args, **kwargs):
-        raise AssertionError("the preflight must not write")
-
-    put = patch = delete = post
-
 
 @pytest.fixture
 def fake_graph(monkeypatch):
     holder = {}
-
-    def build(self):
-        self._client = holder["client"]
-
-    monkeypatch.setattr(_entra_module.EntraModule, "_build_client", build)
+    use_fake_graph(monkeypatch, lambda: holder["client"])
     return holder
 
 
@@ -99,12 +69,7 @@ def assignment(principal_id, name, kind="User", role=USER_ROLE):
 
 
 def run_module(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            module.main()
-    out = capsys.readouterr().out
-    assert SECRET not in out
-    return json.loads(out)
+    return run_main(module.main, capsys, args, never=(SECRET,))
 
 
 def test_clean_scope_passes(fake_graph, capsys):
@@ -172,7 +137,6 @@ def test_documentation_lists_every_finding_code_and_the_attributes():
     for node in tree.body:
         if isinstance(node, ast.Assign) and node.targets[0].id == "DOCUMENTATION":
             doc = yaml.safe_load(node.value.value)
-    assert doc["attributes"]["action_group"]["membership"] == ["entrascim.cloudflare.entra"]
     assert doc["attributes"]["check_mode"]["support"] == "full"
     description = " ".join(doc["description"])
     for code in ("UPN_MAIL_MISMATCH", "MAIL_MISSING", "USER_DISABLED", "GROUP_NAME_RESERVED_CF", "DEPRECATED_VIRTUAL_GROUP",

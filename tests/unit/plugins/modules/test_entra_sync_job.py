@@ -6,69 +6,30 @@
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import importlib.util
-import json
-import os
-
 import pytest
-import yaml
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.entrascim.cloudflare.plugins.module_utils import _entra_module
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._errors import GraphError
 from ansible_collections.entrascim.cloudflare.plugins.modules import entra_sync_job
-
-SECRET = "graph-client-secret-never-printed-4Kd8"
-
-
-def load_fakes():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "test_sync.py")
-    spec = importlib.util.spec_from_file_location("entra_sync_fakes", path)
-    fakes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fakes)
-    return fakes
-
-
-FAKES = load_fakes()
+from ansible_collections.entrascim.cloudflare.tests.unit.utils import fake_sync
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import FakeClock
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import MODULE_ARGS, use_fake_graph, warning_texts
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import run_module as run_main
 
 
 @pytest.fixture
 def graph(monkeypatch):
-    fake = FAKES.FakeSyncGraph()
-    clock = FAKES.Clock()
-
-    def build(self):
-        self._client = fake
-        self.sleep = clock.sleep
-        self.clock = clock
-
-    monkeypatch.setattr(_entra_module.EntraModule, "_build_client", build)
-    fake.clock = clock
-    return fake
-
-
-def warning_texts(result):
-    """Warnings as text (ansible-core 2.19+ returns structured warning summaries)."""
-    return [json.dumps(warning) for warning in result.get("warnings", [])]
+    fake = fake_sync.FakeSyncGraph()
+    fake.clock = FakeClock()
+    return use_fake_graph(monkeypatch, fake, fake.clock)
 
 
 def run_module(capsys, **args):
-    args.setdefault("tenant_id", "00000000-0000-4000-8000-0000000000aa")
-    args.setdefault("client_id", "00000000-0000-4000-8000-0000000000bb")
-    args.setdefault("client_secret", SECRET)
-    args.setdefault("service_principal_id", FAKES.SP_ID)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            entra_sync_job.main()
-    out = capsys.readouterr().out
-    assert SECRET not in out
-    return json.loads(out)
+    return run_main(entra_sync_job.main, capsys, args, defaults=dict(MODULE_ARGS, service_principal_id=fake_sync.SP_ID))
 
 
 def test_started_creates_and_starts_with_diff(graph, capsys):
     result = run_module(capsys, state="started", _ansible_diff=True)
-    job = FAKES.only_job(graph)
+    job = fake_sync.only_job(graph)
     assert result["changed"] is True and result["actions"] == ["create", "start"]
     assert result["job"]["id"] == job["id"] and result["job"]["schedule"]["state"] == "Active"
     assert result["diff"] == {"before": {}, "after": {"id": job["id"], "template_id": "scim", "schedule_state": "Active",
@@ -76,7 +37,7 @@ def test_started_creates_and_starts_with_diff(graph, capsys):
 
 
 def test_rerun_is_unchanged_and_never_starts_a_running_job(graph, capsys):
-    graph.add_job(schedule="Active", code="Active", execution=FAKES.execution())
+    graph.add_job(schedule="Active", code="Active", execution=fake_sync.execution())
     result = run_module(capsys, state="started")
     assert result["changed"] is False and "diff" not in result and "progress" not in result
     assert graph.writes == []
@@ -90,7 +51,7 @@ def test_check_mode_writes_nothing(graph, capsys):
 
 
 def test_quarantine_is_a_warning_and_recovered_on_request(graph, capsys):
-    graph.add_job(schedule="Active", code="Quarantine", quarantine=FAKES.QUARANTINE)
+    graph.add_job(schedule="Active", code="Quarantine", quarantine=fake_sync.QUARANTINE)
     result = run_module(capsys, state="started")
     assert result["changed"] is False
     assert any("EncounteredQuarantineException" in warning for warning in warning_texts(result))
@@ -104,7 +65,7 @@ def test_initial_cycle_quarantine_fails_with_the_job(graph, capsys):
 
     def quarantine(job):
         if job["schedule"]["state"] == "Active":
-            job["status"].update(code="Quarantine", quarantine=FAKES.QUARANTINE)
+            job["status"].update(code="Quarantine", quarantine=fake_sync.QUARANTINE)
 
     graph.on_get_job = quarantine
     result = run_module(capsys, state="started", wait="initial_cycle", poll_interval=5)
@@ -155,10 +116,3 @@ def test_permission_errors_name_the_permission(graph, capsys):
     assert result["msg"].startswith("Failed to start synchronization job: Authorization_RequestDenied:")
     assert "Synchronization.ReadWrite.All" in result["msg"] and "rid-7" in result["msg"]
     assert result["status"] == 403
-
-
-def test_documentation_attributes():
-    doc = yaml.safe_load(entra_sync_job.DOCUMENTATION)
-    assert doc["attributes"]["check_mode"]["support"] == "full"
-    assert doc["attributes"]["diff_mode"]["support"] == "full"
-    assert doc["attributes"]["action_group"]["membership"] == ["entrascim.cloudflare.entra"]

@@ -6,73 +6,39 @@
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import importlib.util
-import json
-import os
-
 import pytest
 import yaml
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.entrascim.cloudflare.plugins.module_utils import _entra_module
+from ansible_collections.entrascim.cloudflare.plugins.module_utils._secrets import token_fingerprint
 from ansible_collections.entrascim.cloudflare.plugins.modules import entra_sync_secrets
+from ansible_collections.entrascim.cloudflare.tests.unit.utils import fake_sync
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.common import FakeClock
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import MODULE_ARGS, use_fake_graph
+from ansible_collections.entrascim.cloudflare.tests.unit.utils.fake_graph import run_module as run_main
 
-SECRET = "graph-client-secret-never-printed-4Kd8"
-
-
-def load_fakes():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "test_sync.py")
-    spec = importlib.util.spec_from_file_location("entra_sync_fakes", path)
-    fakes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fakes)
-    return fakes
-
-
-FAKES = load_fakes()
-TOKENS = (FAKES.TOKEN, FAKES.NEW_TOKEN, "rejected-token-value-000")
+TOKENS = (fake_sync.TOKEN, fake_sync.NEW_TOKEN, "rejected-token-value-000")
 
 
 @pytest.fixture
 def graph(monkeypatch):
-    fake = FAKES.FakeSyncGraph()
-    clock = FAKES.Clock()
-
-    def build(self):
-        self._client = fake
-        self.sleep = clock.sleep
-        self.clock = clock
-
-    monkeypatch.setattr(_entra_module.EntraModule, "_build_client", build)
+    fake = use_fake_graph(monkeypatch, fake_sync.FakeSyncGraph(), FakeClock())
     fake.add_job(job_id="scim.job1")
     return fake
 
 
 def run_module(capsys, **args):
-    args.setdefault("tenant_id", "00000000-0000-4000-8000-0000000000aa")
-    args.setdefault("client_id", "00000000-0000-4000-8000-0000000000bb")
-    args.setdefault("client_secret", SECRET)
-    args.setdefault("service_principal_id", FAKES.SP_ID)
-    args.setdefault("base_address", FAKES.BASE)
-    args.setdefault("secret_token", FAKES.TOKEN)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            entra_sync_secrets.main()
-    out = capsys.readouterr().out
-    assert SECRET not in out
-    for token in TOKENS:
-        assert token not in out, "a SCIM token appeared in the module output"
-    return json.loads(out)
+    defaults = dict(MODULE_ARGS, service_principal_id=fake_sync.SP_ID, base_address=fake_sync.BASE, secret_token=fake_sync.TOKEN)
+    return run_main(entra_sync_secrets.main, capsys, args, defaults=defaults, never=TOKENS)
 
 
 def test_first_run_validates_and_saves_with_diff(graph, capsys):
     result = run_module(capsys, notification_email="ops@example.com", _ansible_diff=True)
     assert result["changed"] is True and result["validated"] is True and result["job_id"] == "scim.job1"
     assert result["changed_keys"] == ["BaseAddress", "SecretToken", "SyncAll", "SyncNotificationSettings"]
-    assert graph.secrets["SecretToken"] == FAKES.TOKEN
+    assert graph.secrets["SecretToken"] == fake_sync.TOKEN
     assert result["diff"]["before"]["secret_token_saved"] is False and result["diff"]["after"]["secret_token_saved"] is True
-    assert result["diff"]["after"]["secret_token_fingerprint"] == FAKES.token_fingerprint(FAKES.SP_ID, FAKES.TOKEN)
-    assert result["settings"] == {"base_address": FAKES.BASE, "sync_all": False, "notification_email": "ops@example.com",
+    assert result["diff"]["after"]["secret_token_fingerprint"] == token_fingerprint(fake_sync.SP_ID, fake_sync.TOKEN)
+    assert result["settings"] == {"base_address": fake_sync.BASE, "sync_all": False, "notification_email": "ops@example.com",
                                   "notifications_enabled": True, "secret_token_saved": True}
 
 
@@ -82,9 +48,9 @@ def test_same_token_is_unchanged_and_a_new_one_is_written(graph, capsys):
     result = run_module(capsys)
     assert result["changed"] is False and result["changed_keys"] == [] and "diff" not in result
     assert graph.writes == []
-    result = run_module(capsys, secret_token=FAKES.NEW_TOKEN)
+    result = run_module(capsys, secret_token=fake_sync.NEW_TOKEN)
     assert result["changed"] is True and result["changed_keys"] == ["SecretToken"]
-    assert graph.secrets["SecretToken"] == FAKES.NEW_TOKEN
+    assert graph.secrets["SecretToken"] == fake_sync.NEW_TOKEN
 
 
 def test_rejected_token_fails_and_keeps_the_saved_one(graph, capsys):
@@ -108,8 +74,6 @@ def test_bad_base_address_fails_before_any_call(graph, capsys):
     assert graph.calls == []
 
 
-def test_documentation_attributes():
+def test_documented_options():
     doc = yaml.safe_load(entra_sync_secrets.DOCUMENTATION)
-    assert doc["attributes"]["check_mode"]["support"] == "full"
-    assert doc["attributes"]["diff_mode"]["support"] == "full"
     assert doc["options"]["secret_token"]["type"] == "str"
