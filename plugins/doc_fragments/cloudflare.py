@@ -2,9 +2,6 @@
 # Copyright: contributors to the entrascim.cloudflare collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 
 class ModuleDocFragment(object):
     """Connection options of the Cloudflare API (``module_defaults: group/entrascim.cloudflare.cloudflare``)."""

@@ -32,8 +32,6 @@ Identity blog post "Designing for Eventual Consistency for Microsoft Entra", dev
   (docs/resilience.md).
 """
 
-from __future__ import (absolute_import, division, print_function)
-
 import datetime
 import time
 

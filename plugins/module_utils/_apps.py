@@ -4,8 +4,6 @@
 """entra_app's decisions: which app the task is about (exact name, template, pin), adopt or create, delete only what
 the collection marked, and the shapes of its result and diff. The Graph operations are in ``_app_service``."""
 
-from __future__ import (absolute_import, division, print_function)
-
 from ._app_service import AppError, _age, _ids
 from ._cloudflare import valid_account_id
 from ._errors import InputError

@@ -18,9 +18,6 @@ concepts/json-batching.md, concepts/application-saml-sso-configure-api.md):
 * Several independent writes go through ``$batch`` (at most 20 per call).
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import time
 
 

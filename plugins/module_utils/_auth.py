@@ -13,9 +13,6 @@ import. Token requests go through ``transport.session`` so ``ca_path``/``validat
 proxy settings apply to them too.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import datetime
 import hashlib
 import importlib.util

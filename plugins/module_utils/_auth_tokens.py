@@ -4,8 +4,6 @@
 """Auth methods whose token comes from elsewhere: a given ``access_token``, and the Azure CLI; and ``_BaseAuth``, the
 interface of every auth method (``get_token()``, ``invalidate(token)``). The msal methods are in ``_auth``."""
 
-from __future__ import (absolute_import, division, print_function)
-
 import base64
 import datetime
 import json

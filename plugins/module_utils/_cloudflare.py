@@ -22,9 +22,6 @@ HTTP goes through ``_transport.Transport`` (TLS settings on every request so ``c
 The SCIM token is only ever put in the ``Authorization`` header; error texts are redacted with it.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import copy
 import json
 import re

@@ -4,8 +4,6 @@
 """The Microsoft clouds: Graph and login endpoints and the non-gallery application template of each, and how module
 options and ``AZURE_CLOUD_ENVIRONMENT`` pick one."""
 
-from __future__ import (absolute_import, division, print_function)
-
 import os
 import re
 

@@ -22,9 +22,6 @@ internal/services/synchronization/synchronization.go, and waits for several cons
 Polls start at 1 second and back off to at most 10 seconds. ``sleep``/``clock`` are injectable.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import time
 
 from ._errors import CollectionError, GraphError

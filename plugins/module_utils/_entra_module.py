@@ -17,9 +17,6 @@ A module is::
 (a unit test checks they agree).
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import copy
 import time
 

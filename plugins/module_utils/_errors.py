@@ -8,9 +8,6 @@ Modules never build messages from raw HTTP responses: module_utils raise ``Graph
 ``failure_message(step, err)``.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import contextlib
 import json
 import re

@@ -15,9 +15,6 @@ query-parameters.md, errors.md):
 * errors carry ``request-id``/``date`` from ``error.innerError`` or else from the response headers.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import json
 import uuid
 

@@ -11,8 +11,6 @@ and ``lastSuccessfulExecution`` carry the cycle times (``0001-01-01`` meaning ne
 (``/auditLogs/provisioning``) answer at most 5 requests per 10 seconds per app and tenant.
 """
 
-from __future__ import (absolute_import, division, print_function)
-
 import time
 
 from ._errors import error_step

@@ -4,8 +4,6 @@
 """The ``requests`` session msal sends its token requests with: the transport's TLS settings, a default timeout, and
 never a redirect (each of its requests carries a credential). Imported only when a token is fetched."""
 
-from __future__ import (absolute_import, division, print_function)
-
 
 from ._transport import USER_AGENT, RedirectRefused
 

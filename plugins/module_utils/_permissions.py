@@ -10,9 +10,6 @@ serviceprincipal-post-approleassignedto.md, provisioningobjectsummary-list.md, u
 group-list.md, group-list-members.md); what ``Application.ReadWrite.OwnedBy`` covers: concepts/permissions-reference.md.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 _ADMIN_ROLES = "the Application Administrator or Cloud Application Administrator role"
 
 

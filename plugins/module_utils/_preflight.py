@@ -17,9 +17,6 @@ scopes the group's direct members only, the default-access role may leave users 
 with ``SyncAll`` false only assigned users and groups are provisioned.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 from ._assignments import resolve_principals
 from ._cloudflare import virtual_group_match
 from ._consistency import is_not_found

@@ -14,9 +14,6 @@ the values of the ``no_log`` options and every access token obtained while runni
 ``no_log`` masking only knows the plain value of the options.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import sys
 import traceback
 

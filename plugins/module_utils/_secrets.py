@@ -14,8 +14,6 @@ principal's ``notes``: one line ``entrascim.cloudflare:scim-token-sha256:<64 hex
 ``<service principal id>:<token>`` (UTF-8). Any other text in ``notes`` is kept as it is.
 """
 
-from __future__ import (absolute_import, division, print_function)
-
 import hashlib
 import json
 import re

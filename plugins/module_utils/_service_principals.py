@@ -14,8 +14,6 @@ marker that says what this collection created or adopted.
   (api-reference/v1.0/api/serviceprincipal-post-approleassignedto.md).
 """
 
-from __future__ import (absolute_import, division, print_function)
-
 from urllib.parse import quote
 
 from ._consistency import is_not_found

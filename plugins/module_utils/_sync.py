@@ -18,9 +18,6 @@ synchronization-synchronizationjob-*.md, resources/synchronization-synchronizati
   "Restart provisioning".
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import json
 import time
 

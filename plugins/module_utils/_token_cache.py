@@ -4,8 +4,6 @@
 """The on-disk token cache: one credential's msal token cache in a 0600 JSON file in a 0700 directory (see
 ``TokenCacheFile``). A valid token is read from it with ``json`` alone, so a cached run imports no msal."""
 
-from __future__ import (absolute_import, division, print_function)
-
 import contextlib
 import errno
 import hashlib

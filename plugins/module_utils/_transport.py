@@ -23,9 +23,6 @@
   a duplicate.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import base64
 import http.client
 import importlib.util

@@ -3,9 +3,6 @@
 # Copyright: contributors to the entrascim.cloudflare collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: cloudflare_scim_check
 short_description: Check a Cloudflare account's SCIM endpoint with its token, and whether users and groups arrived

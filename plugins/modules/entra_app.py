@@ -3,9 +3,6 @@
 # Copyright (c) entrascim.cloudflare contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: entra_app
 short_description: Find or create the Microsoft Entra enterprise app of a Cloudflare account, or delete it

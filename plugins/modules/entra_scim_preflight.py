@@ -3,9 +3,6 @@
 # Copyright: contributors to the entrascim.cloudflare collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 DOCUMENTATION = r"""
 module: entra_scim_preflight
 short_description: Find what in an Entra app's provisioning scope will break Cloudflare SCIM provisioning
