@@ -23,7 +23,7 @@ import time
 
 from ._consistency import is_not_found, is_replication_error, retry_replication
 from ._errors import GraphError, ReportedError, error_step
-from ._graph import batch_error, batch_get, encode_query, odata_quote
+from ._graph import batch_error, batch_get, odata_quote
 from ._service_principals import DEFAULT_ACCESS_ROLE_ID, assignments_path, segment, sp_path
 
 ALREADY_EXISTS = "already exists on the object"
@@ -131,35 +131,14 @@ def interpret(principal, body, error):
     return _found(principal, matches[0]), None
 
 
-def _get(client, path, params, step):
-    """``(body, None)`` or ``(None, GraphError)`` for one plain GET."""
-    try:
-        with error_step(step):
-            return client.get(path, params=params), None
-    except GraphError as err:
-        return None, err
-
-
 def lookup_answers(client, principals, answers=None):
     """``[(body, error)]``: the answer of each principal's lookup. ``answers`` are the results of those reads made
-    already (in a ``$batch`` with other reads); else they are made here, through ``$batch`` when there are several.
-    Items that throttling or an outage kept from running are sent again alone."""
-    lookups = [lookup(p) for p in principals]
+    already (in a ``$batch`` with other reads, see ``AssignmentService.read_all``); else they are made here
+    (``batch_get``: one ``$batch`` when there are several; items that throttling or an outage kept from running are
+    sent again alone)."""
     if answers is None:
-        if len(lookups) == 1:
-            return [_get(client, *lookups[0])]
-        if not lookups:
-            return []
-        requests = [{"method": "GET", "url": "%s?%s" % (path, encode_query(params))} for path, params, dummy in lookups]
-        answers = [(item.get("body"), batch_error(item)) for item in client.batch(requests)]
-    result = []
-    for (path, params, step), (body, error) in zip(lookups, answers):
-        if transient(error):
-            body, error = _get(client, path, params, step)
-        elif error is not None:
-            error.step = step
-        result.append((body, error))
-    return result
+        answers = batch_get(client, [lookup(p) for p in principals], again=transient)
+    return answers
 
 
 def resolve_principals(client, principals, missing_ok=False, answers=None):
@@ -292,8 +271,8 @@ class AssignmentService:
         own, which waits for replication and fails with that read's step and message."""
         reads = [(sp_path(self.sp_id), {"$select": SERVICE_PRINCIPAL_FIELDS}),
                  (self.base, {"$select": ASSIGNMENT_FIELDS})]
-        reads.extend((path, params) for path, params, dummy in (lookup(p) for p in principals))
-        answers = batch_get(self.client, reads)
+        reads.extend(lookup(p) for p in principals)
+        answers = batch_get(self.client, reads, again=transient)
         (sp, sp_error), (listing, list_error) = answers[0], answers[1]
         if sp_error is not None:
             sp = self.service_principal()
