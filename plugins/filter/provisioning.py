@@ -5,7 +5,7 @@
 
 ``scim_job_actions`` is module_utils/_sync.py's ``plan_job``, the decision entra_sync_job makes, so the role includes
 tasks/provisioning.yml exactly when that module has something to do. ``scim_cycle_status`` reads what
-entra_sync_job_info returns (``jobs[0].quarantined`` and ``jobs[0].last_cycle.finished``, see ``_sync.job_info``).
+entra_sync_job_info returns (``jobs[0].quarantined`` and ``jobs[0].last_cycle.finished``, see ``_job_info.job_info``).
 Their documentation is in scim_job_actions.yml and scim_cycle_status.yml next to this file.
 """
 

@@ -72,8 +72,8 @@ def account_line(host, hostvars, results):
                                              for name in changed)
     else:
         outcome = "ok"
-    return "%s | account %s | app %s | job %s%s | %s" % (host, _get(hostvars, "cloudflare_scim_account_id", "-"), app_id,
-                                                        status, extra, outcome)
+    account_id = _get(hostvars, "cloudflare_scim_account_id", "-")
+    return "%s | account %s | app %s | job %s%s | %s" % (host, account_id, app_id, status, extra, outcome)
 
 
 def scim_summary(hostvars, hosts, results):

@@ -145,4 +145,3 @@ def playbook(emulator, secrets, tmp_path):
         return result
 
     return run
-
