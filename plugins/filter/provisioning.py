@@ -9,9 +9,6 @@ entra_sync_job_info returns (``jobs[0].quarantined`` and ``jobs[0].last_cycle.fi
 Their documentation is in scim_job_actions.yml and scim_cycle_status.yml next to this file.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 from collections.abc import Mapping
 
 from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import plan_job

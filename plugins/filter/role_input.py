@@ -12,9 +12,6 @@ Every task that uses one of these filters imports this file, and with it _cloudf
 (docs/performance.md): keep the imports to what the rules need.
 """
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 import re
 
 from collections.abc import Mapping

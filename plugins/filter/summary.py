@@ -4,9 +4,6 @@
 """The ``scim_summary`` filter: one line per Cloudflare account, printed by playbooks/summary.yml at the end of every
 playbook of the collection. Its documentation is in scim_summary.yml next to this file."""
 
-from __future__ import (absolute_import, division, print_function)
-__metaclass__ = type
-
 from collections.abc import Mapping
 
 _MISSING = object()
