@@ -7,15 +7,17 @@
 tasks/provisioning.yml exactly when that module has something to do. ``scim_cycle_status`` reads what
 entra_sync_job_info returns (``jobs[0].quarantined`` and ``jobs[0].last_cycle.finished``, see ``_job_info.job_info``).
 Their documentation is in scim_job_actions.yml and scim_cycle_status.yml next to this file.
+
+ansible-core imports every filter file of the collection in each worker process that uses any filter of it
+(docs/performance.md), so _sync.py is imported only when ``scim_job_actions`` runs, not with this file.
 """
 
 from collections.abc import Mapping
 
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import plan_job
-
 
 def scim_job_actions(job, state, recover_quarantine=False):
     """The Graph actions entra_sync_job takes to bring ``job`` (its ``job`` return value, None for no job) to ``state``."""
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils._sync import plan_job
     return plan_job(state, job or None, recover_quarantine=bool(recover_quarantine))[0]
 
 

@@ -8,17 +8,13 @@ the modules check the same thing. Two rules of the role have no function there a
 ``https_endpoint`` and ``reserved_cf_name``. Their documentation is in scim_input_errors.yml and
 scim_base_address.yml next to this file.
 
-Every task that uses one of these filters imports this file, and with it _cloudflare.py, in its worker process
-(docs/performance.md): keep the imports to what the rules need.
+ansible-core imports every filter file of the collection in each worker process that uses any filter of it
+(docs/performance.md), so the module_utils are imported only when a filter of this file runs, not with the file.
 """
 
 import re
 
 from collections.abc import Mapping
-
-from ansible_collections.entrascim.cloudflare.plugins.module_utils._cloudflare import (
-    DEFAULT_API_ENDPOINT, scim_base_url, valid_account_id,
-)
 
 # Entra sends the SCIM token to the BaseAddress: the role refuses an api_endpoint that is not https://<host>...
 HTTPS_ENDPOINT_RE = re.compile(r"^https://[^/]", re.IGNORECASE)
@@ -38,6 +34,15 @@ CF_GROUP_MESSAGE = ("cloudflare_scim_assignments: group(s) '%s' start with 'CF',
                     "refuse to create them: rename the group(s) in Entra ID (or assign others).")
 
 
+_DEFAULT = object()  # api_endpoint not given: _cloudflare.DEFAULT_API_ENDPOINT (None is checked as the text 'None')
+
+
+def _cloudflare():
+    """module_utils/_cloudflare.py (the account id rule, the SCIM base address), imported on first use."""
+    from ansible_collections.entrascim.cloudflare.plugins.module_utils import _cloudflare as cloudflare
+    return cloudflare
+
+
 def _text(value):
     """``value`` as Jinja's ``string`` filter and ``~`` show it (None is 'None')."""
     return value if isinstance(value, str) else str(value)
@@ -53,21 +58,24 @@ def reserved_cf_name(name):
     return _text(name).startswith(RESERVED_PREFIX)
 
 
-def scim_input_errors(account_id, state="present", token=None, api_endpoint=DEFAULT_API_ENDPOINT, assignments=None,
-                      purge=False, purge_all=False):
+def scim_input_errors(account_id, state="present", token=None, api_endpoint=_DEFAULT, assignments=None, purge=False,
+                      purge_all=False):
     """The problems with the role's variables that are found without any call, one message each, in this order:
     account id, token, https SCIM URL, purge with an empty list, CF-prefixed group names. Empty when all is well.
 
     With ``state='absent'`` only the account id is checked. ``purge`` and ``purge_all`` are booleans (the role passes
     them through the ``bool`` filter)."""
+    cloudflare = _cloudflare()
     errors = []
-    if not valid_account_id(_text(account_id)):
+    if not cloudflare.valid_account_id(_text(account_id)):
         errors.append(ACCOUNT_ID_MESSAGE % _text(account_id))
     if state == "absent":
         return errors
     assignments = assignments or []
     if not token:
         errors.append(TOKEN_MESSAGE)
+    if api_endpoint is _DEFAULT:
+        api_endpoint = cloudflare.DEFAULT_API_ENDPOINT
     if not https_endpoint(api_endpoint):
         errors.append(HTTPS_MESSAGE % _text(api_endpoint))
     if purge and not purge_all and len(assignments) == 0:
@@ -81,7 +89,7 @@ def scim_input_errors(account_id, state="present", token=None, api_endpoint=DEFA
 
 def scim_base_address(account_id, api_endpoint=None):
     """``<api_endpoint>/accounts/<account_id>/scim/v2``, the BaseAddress (Tenant URL) Entra provisions to."""
-    return scim_base_url(None if api_endpoint is None else _text(api_endpoint), _text(account_id))
+    return _cloudflare().scim_base_url(None if api_endpoint is None else _text(api_endpoint), _text(account_id))
 
 
 class FilterModule(object):

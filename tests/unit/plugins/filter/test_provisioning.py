@@ -8,6 +8,7 @@ __metaclass__ = type
 
 import pytest
 
+from ansible_collections.entrascim.cloudflare.plugins.filter import provisioning
 from ansible_collections.entrascim.cloudflare.plugins.filter.provisioning import (
     FilterModule, scim_cycle_status, scim_job_actions,
 )
@@ -51,6 +52,18 @@ def test_the_filters_are_registered():
 def test_scim_job_actions_is_plan_job(current, state, recover, actions):
     assert scim_job_actions(current, state, recover_quarantine=recover) == actions
     assert actions == _sync.plan_job(state, current or None, recover)[0]
+
+
+def test_scim_job_actions_is_the_decision_of_sync(monkeypatch):
+    monkeypatch.setattr(_sync, "plan_job", lambda state, current, recover_quarantine=False: ([state, current, recover_quarantine], []))
+    assert scim_job_actions({}, "paused", recover_quarantine=1) == ["paused", None, True]
+
+
+def test_sync_is_imported_when_scim_job_actions_runs_not_with_the_file():
+    # ansible-core imports every filter file of the collection in each worker that uses any of its filters.
+    with open(provisioning.__file__) as handle:
+        source = handle.read()
+    assert "\nfrom ansible_collections" not in source and "\nimport ansible_collections" not in source
 
 
 def test_scim_job_actions_refuses_an_unknown_state():

@@ -36,10 +36,21 @@ def test_the_filters_are_registered():
     assert FilterModule().filters() == {"scim_input_errors": scim_input_errors, "scim_base_address": scim_base_address}
 
 
-def test_the_rules_come_from_module_utils():
-    assert role_input.valid_account_id is _cloudflare.valid_account_id
-    assert role_input.scim_base_url is _cloudflare.scim_base_url
-    assert role_input.DEFAULT_API_ENDPOINT == _cloudflare.DEFAULT_API_ENDPOINT
+def test_the_rules_come_from_module_utils(monkeypatch):
+    assert role_input._cloudflare() is _cloudflare
+    monkeypatch.setattr(_cloudflare, "valid_account_id", lambda account_id: account_id == "acme-prod")
+    monkeypatch.setattr(_cloudflare, "scim_base_url", lambda api_endpoint, account_id: "%s|%s" % (api_endpoint, account_id))
+    monkeypatch.setattr(_cloudflare, "DEFAULT_API_ENDPOINT", "http://default.example")
+    assert scim_input_errors("acme-prod", token=TOKEN) == [HTTPS_MESSAGE.replace("http://127.0.0.1:9/client/v4", "http://default.example")]
+    assert scim_input_errors(ACCOUNT, token=TOKEN, api_endpoint="https://x") == [ACCOUNT_MESSAGE.replace("acme-prod", ACCOUNT)]
+    assert scim_base_address("acme-prod", "https://x") == "https://x|acme-prod"
+
+
+def test_the_module_utils_are_imported_when_a_filter_runs_not_with_the_file():
+    # ansible-core imports every filter file of the collection in each worker that uses any of its filters.
+    with open(role_input.__file__) as handle:
+        source = handle.read()
+    assert "\nfrom ansible_collections" not in source and "\nimport ansible_collections" not in source
 
 
 def test_good_variables_have_no_error():
