@@ -65,8 +65,8 @@ class EntraModule:
     ``EntraModule(argument_spec, supports_check_mode=True, **kwargs)`` merges the shared spec
     and exposes ``module``, ``params``, ``check_mode``, ``diff_mode``, ``cloud`` (the resolved
     endpoints and ``non_gallery_template_id``), a lazy ``client`` (GraphClient), ``sleep``,
-    ``fail(step, err, **extra)`` and ``run(fn)``. Anything else is passed through to the
-    AnsibleModule (``warn``, ``exit_json``, ...).
+    ``progress`` (the list a service appends its wait steps to) and ``run(fn)``. Anything else is
+    passed through to the AnsibleModule (``warn``, ``exit_json``, ...).
     """
 
     def __init__(self, argument_spec=None, supports_check_mode=True, sleep=None, clock=None, **kwargs):
@@ -140,11 +140,6 @@ class EntraModule:
         for token in (getattr(self._client, "tokens", None) or []):
             self.runner.add_secret(token)
         self._emit_auth_warnings()
-
-    def fail(self, step, err, **extra):
-        """``fail_json`` with "Failed to <step>: <code>: <message> (request-id ...)" plus status/error_code/request_id."""
-        self._collect()
-        self.runner.fail_error(err, step=step, **extra)
 
     def run(self, fn, step=None):
         """The one try/except of a module (``_runner.ModuleRunner.run``): ``fn(self)`` returns the result dict, which is

@@ -45,29 +45,43 @@ def secret_forms(secret):
     return sorted(forms, key=len, reverse=True)
 
 
-def redact(text, secrets):
-    """Replace every occurrence of each secret (in every form of ``secret_forms``) in ``text`` with ``********``."""
-    if text is None:
-        return None
-    text = str(text)
+def _forms_of(secrets):
+    """Every form of every secret (``secret_forms``), longest first, computed once per redaction."""
     forms = set()
     for secret in secrets or ():
         if secret:
             forms.update(secret_forms(secret))
-    for form in sorted(forms, key=len, reverse=True):
+    return sorted(forms, key=len, reverse=True)
+
+
+def _replace_forms(text, forms):
+    for form in forms:
         text = text.replace(form, REDACTED)
     return text
 
 
+def redact(text, secrets):
+    """Replace every occurrence of each secret (in every form of ``secret_forms``) in ``text`` with ``********``."""
+    if text is None:
+        return None
+    return _replace_forms(str(text), _forms_of(secrets))
+
+
 def redact_value(value, secrets):
-    """``redact`` applied to every string inside ``value`` (dicts, lists and tuples walked; keys too)."""
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, dict):
-        return dict((redact_value(key, secrets), redact_value(item, secrets)) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return [redact_value(item, secrets) for item in value]
-    return value
+    """``redact`` applied to every string inside ``value`` (dicts, lists and tuples walked; keys too); the forms of the
+    secrets are computed once for the whole value."""
+    forms = _forms_of(secrets)
+
+    def walk(item):
+        if isinstance(item, str):
+            return _replace_forms(item, forms)
+        if isinstance(item, dict):
+            return dict((walk(key), walk(entry)) for key, entry in item.items())
+        if isinstance(item, (list, tuple)):
+            return [walk(entry) for entry in item]
+        return item
+
+    return walk(value)
 
 
 CONTROL_CHARACTER_RE = re.compile("[\x00-\x1f\x7f]")

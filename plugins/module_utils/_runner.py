@@ -78,7 +78,7 @@ class ModuleRunner:
         extra.pop("exception", None)
         if sys.exc_info()[1] is not None:
             extra["exception"] = redact(traceback.format_exc(), self._secrets)
-        self._fail_json(msg=redact(msg, self._secrets), **redact_value(extra, self._secrets))
+        self._fail_json(**redact_value(dict(extra, msg=msg), self._secrets))
 
     def fail_error(self, err, step=None, **extra):
         """``fail_json`` for an error: "Failed to <step>: <code>: <message> (request-id ...)" plus status/error_code/
